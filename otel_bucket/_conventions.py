@@ -1,0 +1,26 @@
+"""Span attribute keys that otel-bucket reads (contract section 1)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+BUCKET_EVENT: Final = "bucket.event"
+"""The event name: a span carrying it becomes an ``event`` call."""
+
+BUCKET_ATTRIBUTES_PREFIX: Final = "bucket.attributes."
+"""``bucket.attributes.<k>`` becomes ``attributes[k]`` of the event call."""
+
+ENDUSER_ID: Final = "enduser.id"
+"""The user id (OpenTelemetry semantic convention); ``userId`` of every call."""
+
+USER_ID: Final = "user.id"
+"""Fallback user id, read when ``enduser.id`` is absent."""
+
+BUCKET_USER_PREFIX: Final = "bucket.user."
+"""``bucket.user.<k>`` becomes ``attributes[k]`` of the user call."""
+
+BUCKET_COMPANY_ID: Final = "bucket.company.id"
+"""The company id: a span carrying it becomes a ``company`` call."""
+
+BUCKET_COMPANY_PREFIX: Final = "bucket.company."
+"""``bucket.company.<k>`` (k other than ``id``) becomes ``attributes[k]`` of the company call."""

@@ -1,0 +1,26 @@
+"""Shared fixtures: a clean environment, a capturing server on 127.0.0.1, real providers."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tests._capture import CaptureServer
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No BUCKET_* or OTEL_* variable from the machine leaks into a test."""
+    for name in list(os.environ):
+        if name.startswith(("BUCKET_", "OTEL_")):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def server() -> Iterator[CaptureServer]:
+    """A scriptable HTTP server on 127.0.0.1 recording what it receives."""
+    srv = CaptureServer()
+    yield srv
+    srv.close()
