@@ -1,0 +1,35 @@
+"""otel-bucket: OpenTelemetry spans become Bucket product analytics."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from otel_bucket._config import Settings
+from otel_bucket._conventions import (
+    BUCKET_ATTRIBUTES_PREFIX,
+    BUCKET_COMPANY_ID,
+    BUCKET_COMPANY_PREFIX,
+    BUCKET_EVENT,
+    BUCKET_USER_PREFIX,
+    ENDUSER_ID,
+    USER_ID,
+)
+from otel_bucket._exporter import BucketSpanExporter
+from otel_bucket._stats import ExporterStats
+
+try:
+    __version__ = version("otel-bucket")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0"
+
+__all__ = [
+    "BUCKET_ATTRIBUTES_PREFIX",
+    "BUCKET_COMPANY_ID",
+    "BUCKET_COMPANY_PREFIX",
+    "BUCKET_EVENT",
+    "BUCKET_USER_PREFIX",
+    "ENDUSER_ID",
+    "USER_ID",
+    "BucketSpanExporter",
+    "ExporterStats",
+    "Settings",
+    "__version__",
+]

@@ -1,0 +1,254 @@
+"""``BucketSpanExporter``: spans in, ``user``/``company``/``event`` calls out (contract 2-4)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+
+import requests
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from requests.adapters import HTTPAdapter
+
+from otel_bucket._clock import Clock, SystemClock
+from otel_bucket._config import Settings, resolve_settings
+from otel_bucket._dedupe import Deduper
+from otel_bucket._fork import after_fork_in_child
+from otel_bucket._health import EndpointHealth
+from otel_bucket._mapping import Call, plan_calls
+from otel_bucket._pool import WorkerPool, suppressed_instrumentation
+from otel_bucket._redact import forget_secret, redact, register_secret
+from otel_bucket._sender import Outcome, Result, Sender
+from otel_bucket._stats import ExporterStats, StatsCounter
+from otel_bucket._throttle import Throttle
+
+__all__ = ["BucketSpanExporter"]
+
+_log = logging.getLogger(__name__)
+
+try:
+    _VERSION = version("otel-bucket")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    _VERSION = "0"
+
+
+class BucketSpanExporter(SpanExporter):
+    """Sends the Bucket-relevant content of spans to the Bucket Tracking API.
+
+    Args:
+        tracking_key: the app's tracking key (else ``BUCKET_TRACKING_KEY``).
+        endpoint: the API's base URL (else ``BUCKET_ENDPOINT``, else https://tracking.bucket.co).
+        timeout: seconds one whole export may take, retries included (else ``BUCKET_TIMEOUT``, 10).
+        max_concurrency: calls in flight at once (else ``BUCKET_MAX_CONCURRENCY``, 8).
+        dedupe_window: seconds a delivered user/company call suppresses identical ones
+            (else ``BUCKET_DEDUPE_WINDOW``, 60; 0 turns it off).
+        dedupe_size: how many delivered calls that memory holds (10,000; least recent forgotten).
+        offline: log the calls at debug level instead of sending them (else ``BUCKET_OFFLINE``).
+        session: a ``requests.Session`` to send with; it stays yours to close.
+        clock: the time source; for tests.
+    """
+
+    def __init__(
+        self,
+        tracking_key: str | None = None,
+        *,
+        endpoint: str | None = None,
+        timeout: float | None = None,
+        max_concurrency: int | None = None,
+        dedupe_window: float | None = None,
+        dedupe_size: int | None = None,
+        offline: bool | None = None,
+        session: requests.Session | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        if session is not None and not isinstance(session, requests.Session):
+            raise TypeError(f"session must be a requests.Session, got {type(session).__name__}")
+        self._settings: Settings = resolve_settings(
+            tracking_key=tracking_key,
+            endpoint=endpoint,
+            timeout=timeout,
+            max_concurrency=max_concurrency,
+            dedupe_window=dedupe_window,
+            dedupe_size=dedupe_size,
+            offline=offline,
+        )
+        self._clock: Clock = clock or SystemClock()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()  # guards _shut_down and the sender swap after fork
+        self._shut_down = False
+        self._own_session = session is None
+        self._stats = StatsCounter()
+        self._dedupe = Deduper(
+            self._settings.dedupe_window, self._settings.dedupe_size, self._clock.monotonic
+        )
+        self._health = EndpointHealth(self._clock.monotonic)
+        self._no_user_warning = Throttle(60.0, self._clock.monotonic)
+        self._pool = WorkerPool(self._settings.max_concurrency)
+        self._sender = self._new_sender(session or self._new_session())
+        register_secret(self._settings.tracking_key)
+        after_fork_in_child(self, BucketSpanExporter._after_fork)
+
+    @property
+    def settings(self) -> Settings:
+        """The resolved configuration (its repr hides the tracking key)."""
+        return self._settings
+
+    @property
+    def stats(self) -> ExporterStats:
+        """A read-only snapshot of the counters."""
+        return self._stats.snapshot()
+
+    def __repr__(self) -> str:
+        s = self._settings
+        return (
+            f"BucketSpanExporter(endpoint={s.endpoint!r}, tracking_key='***', "
+            f"timeout={s.timeout!r}, max_concurrency={s.max_concurrency!r}, offline={s.offline!r})"
+        )
+
+    # -- SpanExporter -------------------------------------------------------------------------
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Map, deduplicate and deliver; never raises."""
+        if self._shut_down:
+            return SpanExportResult.FAILURE
+        try:
+            with suppressed_instrumentation():
+                return self._export(spans)
+        except Exception as exc:  # our own fault must never reach the application
+            _log.error(
+                "otel-bucket export failed: %s",
+                redact(f"{type(exc).__name__}: {exc}", self._settings.tracking_key),
+            )
+            return SpanExportResult.FAILURE
+
+    def shutdown(self) -> None:
+        """Stop: interrupt backoffs at once, refuse later exports. Safe to call twice."""
+        with self._lock:
+            if self._shut_down:
+                return
+            self._shut_down = True
+        self._stop.set()
+        self._pool.close()
+        if self._own_session:
+            self._sender.session.close()
+        forget_secret(self._settings.tracking_key)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Nothing is held between exports, so there is nothing to flush."""
+        return True
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        plan = plan_calls(spans)
+        dropped = plan.dropped_events + plan.skipped_spans
+        if plan.dropped_events:
+            self._warn_events_without_user(plan.dropped_events)
+        phases = [self._fresh(calls) for calls in plan.phases]
+        deduplicated = sum(len(c) for c in plan.phases) - sum(len(c) for c in phases)
+        self._stats.add(dropped=dropped, deduplicated=deduplicated)
+        if self._settings.offline:
+            for call in (c for phase in phases for c in phase):
+                _log.debug("offline: would send %s %s", call.method, call.payload)
+            return SpanExportResult.SUCCESS
+        deadline = self._clock.monotonic() + self._settings.timeout
+        undelivered = 0
+        for calls in phases:
+            results = self._deliver(calls, deadline)
+            undelivered += self._account(calls, results)
+        if undelivered:
+            _log.error(
+                "otel-bucket could not deliver %d call(s) to %s",
+                undelivered,
+                self._settings.endpoint,
+            )
+            return SpanExportResult.FAILURE
+        return SpanExportResult.SUCCESS
+
+    def _fresh(self, calls: list[Call]) -> list[Call]:
+        return [call for call in calls if not self._dedupe.is_duplicate(call)]
+
+    def _deliver(self, calls: list[Call], deadline: float) -> list[Result | None]:
+        """Send one phase; while the endpoint is down, one probe call decides for the rest."""
+        if not calls:
+            return []
+        if self._health.probe_due():
+            probe = self._sender.send(calls[0], self._health.probe_deadline(deadline))
+            self._health.observe([probe])
+            if self._health.is_down():
+                return [probe, *self._skipped(len(calls) - 1)]
+            rest = self._pool.map(lambda c: self._sender.send(c, deadline), calls[1:])
+            return [probe, *rest]
+        if self._health.is_down():
+            return self._skipped(len(calls))
+        results = self._pool.map(lambda c: self._sender.send(c, deadline), calls)
+        self._health.observe(results)
+        return results
+
+    @staticmethod
+    def _skipped(count: int) -> list[Result | None]:
+        return [Result(Outcome.UNDELIVERED, reason="endpoint down")] * count
+
+    def _account(self, calls: list[Call], results: list[Result | None]) -> int:
+        delivered = rejected = retried = undelivered = 0
+        key_rejected: Result | None = None
+        for call, result in zip(calls, results, strict=True):
+            outcome = result.outcome if result else Outcome.UNDELIVERED
+            retried += result.retries if result else 0
+            if outcome is Outcome.DELIVERED:
+                delivered += 1
+                self._dedupe.remember(call)
+            elif outcome is Outcome.REJECTED:
+                rejected += 1
+                if result and result.status in (401, 403, 404):
+                    key_rejected = result
+            else:
+                undelivered += 1
+        if key_rejected is not None:
+            _log.error(
+                "otel-bucket: tracking key rejected by %s (HTTP %s); check BUCKET_TRACKING_KEY",
+                self._settings.endpoint,
+                key_rejected.status,
+            )
+        self._stats.add(
+            delivered=delivered, rejected=rejected, retried=retried, undelivered=undelivered
+        )
+        return undelivered
+
+    def _warn_events_without_user(self, count: int) -> None:
+        suppressed = self._no_user_warning.ready(count)
+        if suppressed is not None:
+            _log.warning(
+                "otel-bucket dropped %d span(s) with bucket.event but no enduser.id/user.id: "
+                "the Tracking API requires a user for every event",
+                suppressed,
+            )
+
+    def _new_session(self) -> requests.Session:
+        session = requests.Session()
+        size = self._settings.max_concurrency
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=size, max_retries=0)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        return session
+
+    def _new_sender(self, session: requests.Session) -> Sender:
+        headers = {"Content-Type": "application/json", "User-Agent": f"otel-bucket/{_VERSION}"}
+        return Sender(
+            self._settings.endpoint,
+            self._settings.tracking_key,
+            session,
+            headers,
+            self._clock,
+            self._stop,
+        )
+
+    def _after_fork(self) -> None:
+        # The parent's connections must not be shared with the child: build our own session
+        # (a session the user passed in stays theirs to manage).
+        self._lock = threading.Lock()
+        if self._own_session:
+            self._sender = self._new_sender(self._new_session())
+        self._dedupe.clear()

@@ -1,0 +1,179 @@
+"""From spans to Tracking API calls (contract section 2): map, then merge within one export."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan
+
+from otel_bucket._conventions import (
+    BUCKET_ATTRIBUTES_PREFIX,
+    BUCKET_COMPANY_ID,
+    BUCKET_COMPANY_PREFIX,
+    BUCKET_EVENT,
+    BUCKET_USER_PREFIX,
+    ENDUSER_ID,
+    USER_ID,
+)
+
+__all__ = ["Call", "Plan", "format_timestamp", "plan_calls"]
+
+_log = logging.getLogger(__name__)
+
+Scalar = str | bool | int | float
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call to the Tracking API: ``POST {endpoint}/{key}/{method}`` with ``payload``."""
+
+    method: str
+    payload: dict[str, Any]
+
+    @property
+    def identity(self) -> tuple[str, ...]:
+        """What deduplication keys on: the method and the ids."""
+        p = self.payload
+        if self.method == "company":
+            return ("company", p["companyId"], p.get("userId", ""))
+        return (self.method, p.get("userId", ""))
+
+
+@dataclass
+class Plan:
+    """The calls one export makes, phase by phase, and the spans it could not use."""
+
+    users: list[Call] = field(default_factory=list)
+    companies: list[Call] = field(default_factory=list)
+    events: list[Call] = field(default_factory=list)
+    dropped_events: int = 0
+    skipped_spans: int = 0
+
+    @property
+    def phases(self) -> tuple[list[Call], list[Call], list[Call]]:
+        return (self.users, self.companies, self.events)
+
+
+def format_timestamp(epoch_ns: int) -> str:
+    """ISO 8601 UTC with milliseconds: ``2026-11-27T14:03:05.123Z``."""
+    seconds, rest = divmod(int(epoch_ns), 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{rest // 1_000_000:03d}Z"
+
+
+def _id(value: object) -> str | None:
+    """An id as a non-empty string, or None when it is absent or not an id at all."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, str | int | float):
+        text = str(value)
+        return text if text.strip() else None
+    return None
+
+
+def _value(value: object) -> Scalar | None:
+    """An attribute value as JSON can carry it, or None to drop it."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, Sequence) and not isinstance(value, bytes | bytearray):
+        return ",".join(str(item) for item in value if item is not None)
+    return None
+
+
+def _prefixed(attributes: Mapping[str, object], prefix: str, skip: str = "") -> dict[str, Scalar]:
+    out: dict[str, Scalar] = {}
+    for key, raw in attributes.items():
+        if not isinstance(key, str) or not key.startswith(prefix):
+            continue
+        name = key[len(prefix) :]
+        if not name or name == skip:
+            continue
+        value = _value(raw)
+        if value is not None:
+            out[name] = value
+    return out
+
+
+class _Merged:
+    """Attributes combined over several spans; the latest start time wins."""
+
+    __slots__ = ("attributes", "start")
+
+    def __init__(self) -> None:
+        self.attributes: dict[str, Scalar] = {}
+        self.start = -1
+
+    def add(self, attributes: dict[str, Scalar], start: int) -> None:
+        self.attributes.update(attributes)
+        self.start = max(self.start, start)
+
+
+def _payload(ids: dict[str, str], merged: _Merged) -> dict[str, Any]:
+    payload: dict[str, Any] = dict(ids)
+    if merged.attributes:
+        payload["attributes"] = merged.attributes
+    payload["timestamp"] = format_timestamp(merged.start)
+    return payload
+
+
+def _start_of(span: ReadableSpan) -> int:
+    start = span.start_time
+    return start if isinstance(start, int) else 0
+
+
+def _add_span(
+    plan: Plan,
+    users: dict[str, _Merged],
+    companies: dict[tuple[str, str | None], _Merged],
+    span: ReadableSpan,
+) -> None:
+    attributes: Mapping[str, object] = span.attributes or {}
+    start = _start_of(span) or time.time_ns()
+    user = _id(attributes.get(ENDUSER_ID))
+    if user is None:
+        user = _id(attributes.get(USER_ID))
+    company = _id(attributes.get(BUCKET_COMPANY_ID))
+    event = _id(attributes.get(BUCKET_EVENT))
+    if user is not None:
+        users.setdefault(user, _Merged()).add(_prefixed(attributes, BUCKET_USER_PREFIX), start)
+    if company is not None:
+        companies.setdefault((company, user), _Merged()).add(
+            _prefixed(attributes, BUCKET_COMPANY_PREFIX, skip="id"), start
+        )
+    if event is None:
+        return
+    if user is None:
+        plan.dropped_events += 1
+        return
+    merged = _Merged()
+    merged.add(_prefixed(attributes, BUCKET_ATTRIBUTES_PREFIX), start)
+    plan.events.append(Call("event", _payload({"event": event, "userId": user}, merged)))
+
+
+def plan_calls(spans: Iterable[ReadableSpan]) -> Plan:
+    """Map spans to calls and merge them: one user call per user, one company call per
+    (company, user), one event call per span with ``bucket.event`` and a user."""
+    plan = Plan()
+    users: dict[str, _Merged] = {}
+    companies: dict[tuple[str, str | None], _Merged] = {}
+    # Later spans win, so walk them in start order (sorted() is stable for equal times).
+    ordered = sorted(spans, key=_start_of)
+    for span in ordered:
+        try:
+            _add_span(plan, users, companies, span)
+        except Exception:  # a span we cannot read must not cost the rest of the batch
+            _log.warning("skipped a span that could not be mapped", exc_info=True)
+            plan.skipped_spans += 1
+    plan.users = [Call("user", _payload({"userId": u}, m)) for u, m in users.items()]
+    for (company, user), merged in companies.items():
+        ids = {"companyId": company} if user is None else {"companyId": company, "userId": user}
+        plan.companies.append(Call("company", _payload(ids, merged)))
+    return plan

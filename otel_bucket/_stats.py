@@ -1,0 +1,43 @@
+"""The exporter's counters and their read-only snapshot."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, fields
+
+__all__ = ["ExporterStats", "StatsCounter"]
+
+
+@dataclass(frozen=True)
+class ExporterStats:
+    """Counts of calls since the exporter was built (a snapshot; it does not change)."""
+
+    delivered: int = 0
+    """Calls the API accepted (2xx)."""
+    rejected: int = 0
+    """Calls the API refused for good (400, 401/403/404, other 4xx): never retried."""
+    retried: int = 0
+    """Retry attempts made (a call retried twice counts 2)."""
+    deduplicated: int = 0
+    """User and company calls not sent because an identical one was delivered recently."""
+    dropped: int = 0
+    """Calls that could not be made: events without a user, spans that could not be read."""
+    undelivered: int = 0
+    """Calls that ended an export undelivered (endpoint down, deadline reached, shut down)."""
+
+
+class StatsCounter:
+    """Thread-safe counters behind ``BucketSpanExporter.stats``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts = dict.fromkeys((f.name for f in fields(ExporterStats)), 0)
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for name, value in counts.items():
+                self._counts[name] += value
+
+    def snapshot(self) -> ExporterStats:
+        with self._lock:
+            return ExporterStats(**self._counts)
