@@ -70,9 +70,7 @@ class CaptureServer:
                 if reply.delay:
                     server._release.wait(reply.delay)
                 status = None if reply.drop else reply.status
-                server._record(
-                    Captured("POST", self.path, dict(self.headers.items()), raw, status)
-                )
+                server._record(Captured("POST", self.path, dict(self.headers.items()), raw, status))
                 if reply.drop:
                     self.close_connection = True
                     return
@@ -87,11 +85,16 @@ class CaptureServer:
 
             do_GET = do_POST
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                pass  # clients that give up (timeouts, shutdown) are part of the tests
+
+        self._httpd = Server(("127.0.0.1", 0), Handler)
         self.port = self._httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
 
     def script(self, *replies: Reply) -> None:

@@ -1,0 +1,159 @@
+"""Configuration: argument > BUCKET_* environment variable > default (contract section 4)."""
+
+from __future__ import annotations
+
+import logging
+from importlib.metadata import entry_points
+from typing import Any
+
+import pytest
+
+from otel_bucket import BucketSpanExporter
+from otel_bucket._config import resolve_settings
+
+
+@pytest.mark.parametrize(
+    ("field", "argument", "env_name", "env_value", "expected"),
+    [
+        ("endpoint", None, None, None, "https://tracking.bucket.co"),
+        ("endpoint", None, "BUCKET_ENDPOINT", "http://127.0.0.1:9/", "http://127.0.0.1:9"),
+        ("endpoint", "http://a:1", "BUCKET_ENDPOINT", "http://b:2", "http://a:1"),
+        ("timeout", None, None, None, 10.0),
+        ("timeout", None, "BUCKET_TIMEOUT", "2.5", 2.5),
+        ("timeout", 3, "BUCKET_TIMEOUT", "2.5", 3.0),
+        ("max_concurrency", None, None, None, 8),
+        ("max_concurrency", None, "BUCKET_MAX_CONCURRENCY", "3", 3),
+        ("max_concurrency", 2, "BUCKET_MAX_CONCURRENCY", "3", 2),
+        ("dedupe_window", None, None, None, 60.0),
+        ("dedupe_window", None, "BUCKET_DEDUPE_WINDOW", "0", 0.0),
+        ("dedupe_window", 5, "BUCKET_DEDUPE_WINDOW", "0", 5.0),
+        ("dedupe_size", None, None, None, 10_000),
+        ("dedupe_size", 10, None, None, 10),
+        ("offline", None, None, None, False),
+        ("offline", None, "BUCKET_OFFLINE", "true", True),
+        ("offline", None, "BUCKET_OFFLINE", "1", True),
+        ("offline", None, "BUCKET_OFFLINE", "0", False),
+        ("offline", False, "BUCKET_OFFLINE", "true", False),
+        ("tracking_key", None, "BUCKET_TRACKING_KEY", "envkey", "envkey"),
+        ("tracking_key", "argkey", "BUCKET_TRACKING_KEY", "envkey", "argkey"),
+    ],
+)
+def test_precedence(
+    monkeypatch: pytest.MonkeyPatch,
+    field: str,
+    argument: Any,
+    env_name: str | None,
+    env_value: str | None,
+    expected: Any,
+) -> None:
+    """Each setting resolves argument first, then its environment variable, then the default."""
+    if env_name:
+        monkeypatch.setenv(env_name, env_value or "")
+    if field != "tracking_key":
+        monkeypatch.setenv("BUCKET_TRACKING_KEY", "k")
+    settings = resolve_settings(**{field: argument})
+    assert getattr(settings, field) == expected
+
+
+@pytest.mark.parametrize(
+    ("env_name", "bad", "field", "default"),
+    [
+        ("BUCKET_TIMEOUT", "ten", "timeout", 10.0),
+        ("BUCKET_TIMEOUT", "-1", "timeout", 10.0),
+        ("BUCKET_MAX_CONCURRENCY", "0", "max_concurrency", 8),
+        ("BUCKET_MAX_CONCURRENCY", "2.5", "max_concurrency", 8),
+        ("BUCKET_DEDUPE_WINDOW", "nan", "dedupe_window", 60.0),
+        ("BUCKET_OFFLINE", "maybe", "offline", False),
+        ("BUCKET_ENDPOINT", "ftp://x", "endpoint", "https://tracking.bucket.co"),
+    ],
+)
+def test_malformed_environment_warns_and_uses_default(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    env_name: str,
+    bad: str,
+    field: str,
+    default: Any,
+) -> None:
+    """A malformed environment value logs a warning naming the variable and uses the default."""
+    monkeypatch.setenv(env_name, bad)
+    with caplog.at_level(logging.WARNING, logger="otel_bucket"):
+        settings = resolve_settings(tracking_key="k")
+    assert getattr(settings, field) == default
+    assert env_name in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("argument", "value", "error"),
+    [
+        ("timeout", -1, ValueError),
+        ("timeout", 0, ValueError),
+        ("timeout", float("inf"), ValueError),
+        ("timeout", "soon", ValueError),
+        ("timeout", [1], TypeError),
+        ("max_concurrency", 0, ValueError),
+        ("max_concurrency", 1.5, TypeError),
+        ("max_concurrency", True, TypeError),
+        ("dedupe_window", -5, ValueError),
+        ("dedupe_size", 0, ValueError),
+        ("endpoint", "tracking.bucket.co", ValueError),
+        ("endpoint", 5, TypeError),
+        ("offline", "perhaps", ValueError),
+        ("tracking_key", "", ValueError),
+        ("tracking_key", "a/b", ValueError),
+        ("tracking_key", 123, TypeError),
+    ],
+)
+def test_malformed_argument_raises_naming_it(argument: str, value: Any, error: type) -> None:
+    """A malformed argument raises TypeError/ValueError whose message names the argument."""
+    kwargs: dict[str, Any] = {"tracking_key": "k", argument: value}
+    with pytest.raises(error, match=argument):
+        BucketSpanExporter(**kwargs)
+
+
+def test_missing_key_names_the_environment_variable() -> None:
+    """No key by argument or environment: a ValueError naming BUCKET_TRACKING_KEY."""
+    with pytest.raises(ValueError, match="BUCKET_TRACKING_KEY"):
+        BucketSpanExporter()
+
+
+def test_no_arguments_works_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """BucketSpanExporter() reads everything from BUCKET_* variables."""
+    monkeypatch.setenv("BUCKET_TRACKING_KEY", "envkey")
+    monkeypatch.setenv("BUCKET_ENDPOINT", "http://127.0.0.1:1")
+    monkeypatch.setenv("BUCKET_OFFLINE", "true")
+    exporter = BucketSpanExporter()
+    assert exporter.settings.endpoint == "http://127.0.0.1:1"
+    assert exporter.settings.offline is True
+    exporter.shutdown()
+
+
+def test_session_must_be_a_requests_session() -> None:
+    """A session that is not a requests.Session is a TypeError naming session."""
+    with pytest.raises(TypeError, match="session"):
+        BucketSpanExporter("k", session=object())  # type: ignore[arg-type]
+
+
+def test_entry_point_is_registered() -> None:
+    """The configurator finds the exporter as 'bucket' in opentelemetry_traces_exporter."""
+    [ep] = [e for e in entry_points(group="opentelemetry_traces_exporter") if e.name == "bucket"]
+    assert ep.load() is BucketSpanExporter
+
+
+def test_key_is_hidden_in_reprs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Neither the exporter's nor the settings' repr shows the tracking key."""
+    exporter = BucketSpanExporter("sekrit-key-123", endpoint="http://127.0.0.1:1")
+    assert "sekrit-key-123" not in repr(exporter)
+    assert "sekrit-key-123" not in repr(exporter.settings)
+    exporter.shutdown()
+
+
+def test_malformed_environment_key_is_not_logged(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A malformed BUCKET_TRACKING_KEY is reported without its value."""
+    monkeypatch.setenv("BUCKET_TRACKING_KEY", "sekrit/123")
+    with caplog.at_level(logging.WARNING), pytest.raises(ValueError):
+        BucketSpanExporter()
+    assert "sekrit" not in caplog.text
+    assert "BUCKET_TRACKING_KEY" in caplog.text
