@@ -12,12 +12,13 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from requests.adapters import HTTPAdapter
 
+from otel_bucket._backlog import Backlog
 from otel_bucket._clock import Clock, SystemClock
 from otel_bucket._config import Settings, resolve_settings
 from otel_bucket._dedupe import Deduper
 from otel_bucket._fork import after_fork_in_child
 from otel_bucket._health import EndpointHealth
-from otel_bucket._mapping import Call, plan_calls
+from otel_bucket._mapping import Call, merge_calls, plan_calls
 from otel_bucket._pool import WorkerPool, suppressed_instrumentation
 from otel_bucket._redact import forget_secret, redact, register_secret
 from otel_bucket._sender import Outcome, Result, Sender
@@ -27,6 +28,8 @@ from otel_bucket._throttle import Throttle
 __all__ = ["BucketSpanExporter"]
 
 _log = logging.getLogger(__name__)
+
+_PHASES = ("user", "company", "event")  # users exist before companies name them, both before events
 
 try:
     _VERSION = version("otel-bucket")
@@ -76,15 +79,9 @@ class BucketSpanExporter(SpanExporter):
         )
         self._clock: Clock = clock or SystemClock()
         self._stop = threading.Event()
-        self._lock = threading.Lock()  # guards _shut_down and the sender swap after fork
         self._shut_down = False
         self._own_session = session is None
-        self._stats = StatsCounter()
-        self._dedupe = Deduper(
-            self._settings.dedupe_window, self._settings.dedupe_size, self._clock.monotonic
-        )
-        self._health = EndpointHealth(self._clock.monotonic)
-        self._no_user_warning = Throttle(60.0, self._clock.monotonic)
+        self._new_state()
         self._pool = WorkerPool(self._settings.max_concurrency)
         self._sender = self._new_sender(session or self._new_session())
         register_secret(self._settings.tracking_key)
@@ -98,7 +95,7 @@ class BucketSpanExporter(SpanExporter):
     @property
     def stats(self) -> ExporterStats:
         """A read-only snapshot of the counters."""
-        return self._stats.snapshot()
+        return self._stats.snapshot(pending=len(self._backlog))
 
     def __repr__(self) -> str:
         s = self._settings
@@ -117,58 +114,106 @@ class BucketSpanExporter(SpanExporter):
             with suppressed_instrumentation():
                 return self._export(spans)
         except Exception as exc:  # our own fault must never reach the application
-            _log.error(
-                "otel-bucket export failed: %s",
-                redact(f"{type(exc).__name__}: {exc}", self._settings.tracking_key),
-            )
+            _log.error("otel-bucket export failed: %s", self._redacted(exc))
             return SpanExportResult.FAILURE
 
     def shutdown(self) -> None:
-        """Stop: interrupt backoffs at once, refuse later exports. Safe to call twice."""
+        """Stop: interrupt backoffs at once, give waiting calls one last attempt, refuse later
+        exports. Safe to call twice and concurrently with ``export``."""
         with self._lock:
             if self._shut_down:
                 return
             self._shut_down = True
         self._stop.set()
-        self._pool.close()
-        if self._own_session:
-            self._sender.session.close()
-        forget_secret(self._settings.tracking_key)
+        # A running export ends quickly now (no more waiting); let it put back what it could
+        # not deliver before the final flush.
+        got_lock = self._export_lock.acquire(timeout=self._settings.timeout)
+        try:
+            self._final_flush()
+        except Exception as exc:  # never raise out of the provider's shutdown
+            _log.error("otel-bucket shutdown failed: %s", self._redacted(exc))
+        finally:
+            if got_lock:
+                self._export_lock.release()
+            self._pool.close()
+            if self._own_session:
+                self._sender.session.close()
+            forget_secret(self._settings.tracking_key)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Nothing is held between exports, so there is nothing to flush."""
-        return True
+        """Retry the calls waiting in the backlog now; True when none is left waiting."""
+        if self._shut_down:
+            return not self._backlog
+        try:
+            with self._export_lock, suppressed_instrumentation():
+                seconds = min(self._settings.timeout, max(timeout_millis, 0) / 1000)
+                self._send_all([], self._clock.monotonic() + seconds)
+        except Exception as exc:
+            _log.error("otel-bucket flush failed: %s", self._redacted(exc))
+        return not self._backlog
 
     # -- internals ----------------------------------------------------------------------------
 
+    def _redacted(self, exc: BaseException) -> str:
+        return redact(f"{type(exc).__name__}: {exc}", self._settings.tracking_key)
+
     def _export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         plan = plan_calls(spans)
-        dropped = plan.dropped_events + plan.skipped_spans
         if plan.dropped_events:
             self._warn_events_without_user(plan.dropped_events)
-        phases = [self._fresh(calls) for calls in plan.phases]
-        deduplicated = sum(len(c) for c in plan.phases) - sum(len(c) for c in phases)
-        self._stats.add(dropped=dropped, deduplicated=deduplicated)
+        fresh = [
+            call for phase in plan.phases for call in phase if not self._dedupe.is_duplicate(call)
+        ]
+        deduplicated = sum(len(phase) for phase in plan.phases) - len(fresh)
+        self._stats.add(dropped=plan.dropped_events + plan.skipped_spans, deduplicated=deduplicated)
         if self._settings.offline:
-            for call in (c for phase in phases for c in phase):
+            for call in fresh:
                 _log.debug("offline: would send %s %s", call.method, call.payload)
             return SpanExportResult.SUCCESS
-        deadline = self._clock.monotonic() + self._settings.timeout
-        undelivered = 0
-        for calls in phases:
-            results = self._deliver(calls, deadline)
-            undelivered += self._account(calls, results)
-        if undelivered:
-            _log.error(
-                "otel-bucket could not deliver %d call(s) to %s",
-                undelivered,
-                self._settings.endpoint,
-            )
-            return SpanExportResult.FAILURE
-        return SpanExportResult.SUCCESS
+        with self._export_lock:
+            left = self._send_all(fresh, self._clock.monotonic() + self._settings.timeout)
+        return SpanExportResult.FAILURE if left else SpanExportResult.SUCCESS
 
-    def _fresh(self, calls: list[Call]) -> list[Call]:
-        return [call for call in calls if not self._dedupe.is_duplicate(call)]
+    def _send_all(self, fresh: list[Call], deadline: float) -> int:
+        """Send the backlog and ``fresh`` phase by phase; keep what failed; return its count."""
+        calls = merge_calls(self._backlog.take() + fresh)
+        failed: list[Call] = []
+        for method in _PHASES:
+            phase = [call for call in calls if call.method == method]
+            results = self._deliver(phase, deadline)
+            failed += self._account(phase, results)
+        if failed:
+            self._give_up(self._backlog.keep(failed), "the backlog of undelivered calls is full")
+            total = self._not_delivered.ready(len(failed))
+            if total is not None:
+                _log.warning(
+                    "otel-bucket could not deliver %d call(s) to %s yet; %d wait for a retry "
+                    "with the next export",
+                    total,
+                    self._settings.endpoint,
+                    len(self._backlog),
+                )
+        return len(failed)
+
+    def _final_flush(self) -> None:
+        """One attempt for every waiting call, unless the endpoint is known to be down."""
+        calls = self._backlog.take()
+        if calls and not self._health.is_down():
+            deadline = self._clock.monotonic() + self._settings.timeout
+            with suppressed_instrumentation():
+                for method in _PHASES:
+                    phase = [call for call in calls if call.method == method]
+                    results = self._pool.map(
+                        lambda c: self._sender.send(c, deadline, last_chance=True), phase
+                    )
+                    self._give_up(len(self._account(phase, results)), "shutdown")
+        else:
+            self._give_up(len(calls), "shutdown while the endpoint was not answering")
+
+    def _give_up(self, count: int, why: str) -> None:
+        if count:
+            self._stats.add(undelivered=count)
+            _log.error("otel-bucket lost %d call(s) that could not be delivered (%s)", count, why)
 
     def _deliver(self, calls: list[Call], deadline: float) -> list[Result | None]:
         """Send one phase; while the endpoint is down, one probe call decides for the rest."""
@@ -191,8 +236,10 @@ class BucketSpanExporter(SpanExporter):
     def _skipped(count: int) -> list[Result | None]:
         return [Result(Outcome.UNDELIVERED, reason="endpoint down")] * count
 
-    def _account(self, calls: list[Call], results: list[Result | None]) -> int:
-        delivered = rejected = retried = undelivered = 0
+    def _account(self, calls: list[Call], results: list[Result | None]) -> list[Call]:
+        """Count the results; return the calls that are still undelivered."""
+        delivered = rejected = retried = 0
+        failed: list[Call] = []
         key_rejected: Result | None = None
         for call, result in zip(calls, results, strict=True):
             outcome = result.outcome if result else Outcome.UNDELIVERED
@@ -205,17 +252,15 @@ class BucketSpanExporter(SpanExporter):
                 if result and result.status in (401, 403, 404):
                     key_rejected = result
             else:
-                undelivered += 1
+                failed.append(call)
         if key_rejected is not None:
             _log.error(
                 "otel-bucket: tracking key rejected by %s (HTTP %s); check BUCKET_TRACKING_KEY",
                 self._settings.endpoint,
                 key_rejected.status,
             )
-        self._stats.add(
-            delivered=delivered, rejected=rejected, retried=retried, undelivered=undelivered
-        )
-        return undelivered
+        self._stats.add(delivered=delivered, rejected=rejected, retried=retried)
+        return failed
 
     def _warn_events_without_user(self, count: int) -> None:
         suppressed = self._no_user_warning.ready(count)
@@ -245,10 +290,22 @@ class BucketSpanExporter(SpanExporter):
             self._stop,
         )
 
+    def _new_state(self) -> None:
+        """Locks, counters and memories: fresh at construction and in a forked child."""
+        clock = self._clock.monotonic
+        self._lock = threading.Lock()  # guards _shut_down
+        self._export_lock = threading.Lock()  # one delivery at a time; shutdown waits for it
+        self._stats = StatsCounter()
+        self._dedupe = Deduper(self._settings.dedupe_window, self._settings.dedupe_size, clock)
+        self._health = EndpointHealth(clock)
+        self._backlog = Backlog()
+        self._no_user_warning = Throttle(60.0, clock)
+        self._not_delivered = Throttle(60.0, clock)
+
     def _after_fork(self) -> None:
-        # The parent's connections must not be shared with the child: build our own session
-        # (a session the user passed in stays theirs to manage).
-        self._lock = threading.Lock()
+        # The child starts its own history: the parent keeps (and retries) what it holds, and
+        # the parent's connections must not be shared, so the child builds its own session (a
+        # session the user passed in stays theirs to manage).
+        self._new_state()
         if self._own_session:
             self._sender = self._new_sender(self._new_session())
-        self._dedupe.clear()

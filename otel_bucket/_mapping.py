@@ -21,7 +21,7 @@ from otel_bucket._conventions import (
     USER_ID,
 )
 
-__all__ = ["Call", "Plan", "format_timestamp", "plan_calls"]
+__all__ = ["Call", "Plan", "format_timestamp", "merge_calls", "plan_calls"]
 
 _log = logging.getLogger(__name__)
 
@@ -177,3 +177,28 @@ def plan_calls(spans: Iterable[ReadableSpan]) -> Plan:
         ids = {"companyId": company} if user is None else {"companyId": company, "userId": user}
         plan.companies.append(Call("company", _payload(ids, merged)))
     return plan
+
+
+def merge_calls(calls: Iterable[Call]) -> list[Call]:
+    """Collapse user and company calls with the same ids into one, as within an export
+    (attributes combined, later calls win, the latest timestamp); events pass unchanged."""
+    merged: dict[tuple[str, ...], Call] = {}
+    events: list[Call] = []
+    for call in calls:
+        if call.method == "event":
+            events.append(call)
+            continue
+        previous = merged.pop(call.identity, None)
+        if previous is not None:
+            payload = {**previous.payload, **call.payload}
+            attributes = {
+                **previous.payload.get("attributes", {}),
+                **call.payload.get("attributes", {}),
+            }
+            if attributes:
+                payload["attributes"] = attributes
+            # Same format throughout, so the later timestamp is the greater string.
+            payload["timestamp"] = max(previous.payload["timestamp"], call.payload["timestamp"])
+            call = Call(call.method, payload)
+        merged[call.identity] = call
+    return [*merged.values(), *events]

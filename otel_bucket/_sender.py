@@ -93,20 +93,24 @@ class Sender:
         ceiling = min(_BACKOFF_CAP, _BACKOFF_BASE * 2.0 ** min(retry, 16))
         return ceiling * self._rng.uniform(0.5, 1.0)
 
-    def send(self, call: Call, deadline: float) -> Result:
-        """Deliver ``call``, retrying what may succeed later until ``deadline`` (monotonic)."""
+    def send(self, call: Call, deadline: float, *, last_chance: bool = False) -> Result:
+        """Deliver ``call``, retrying what may succeed later until ``deadline`` (monotonic).
+
+        With ``last_chance`` (the final flush at shutdown) make one attempt, even after
+        shutdown began, and never wait.
+        """
         body = json.dumps(call.payload, allow_nan=False, separators=(",", ":")).encode()
         url = self._base + call.method
         retries = 0
         while True:
             remaining = deadline - self._clock.monotonic()
-            if remaining <= 0 or self._stop.is_set():
+            if remaining <= 0 or (self._stop.is_set() and not last_chance):
                 return Result(Outcome.UNDELIVERED, retries, reason="export deadline reached")
             result, wait = self._attempt(call, url, body, remaining)
             if result.outcome is not Outcome.UNDELIVERED:
                 return Result(result.outcome, retries, result.status, result.reason)
             delay = self.backoff(retries) if wait is None else wait
-            if self._clock.monotonic() + delay >= deadline:
+            if last_chance or self._clock.monotonic() + delay >= deadline:
                 return Result(
                     Outcome.UNDELIVERED, retries, result.status, result.reason, result.unreachable
                 )

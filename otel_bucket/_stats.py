@@ -23,7 +23,9 @@ class ExporterStats:
     dropped: int = 0
     """Calls that could not be made: events without a user, spans that could not be read."""
     undelivered: int = 0
-    """Calls that ended an export undelivered (endpoint down, deadline reached, shut down)."""
+    """Calls given up on: still undelivered at shutdown, or pushed out of a full backlog."""
+    pending: int = 0
+    """Calls an export could not deliver, waiting to be retried with the next export."""
 
 
 class StatsCounter:
@@ -31,13 +33,15 @@ class StatsCounter:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._counts = dict.fromkeys((f.name for f in fields(ExporterStats)), 0)
+        self._counts = dict.fromkeys(
+            (f.name for f in fields(ExporterStats) if f.name != "pending"), 0
+        )
 
     def add(self, **counts: int) -> None:
         with self._lock:
             for name, value in counts.items():
                 self._counts[name] += value
 
-    def snapshot(self) -> ExporterStats:
+    def snapshot(self, pending: int) -> ExporterStats:
         with self._lock:
-            return ExporterStats(**self._counts)
+            return ExporterStats(**self._counts, pending=pending)

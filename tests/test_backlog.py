@@ -1,0 +1,152 @@
+"""Undelivered calls wait in a bounded backlog and go out with the next export or at shutdown."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry.sdk.trace.export import SpanExportResult
+
+from otel_bucket import BucketSpanExporter
+from otel_bucket._backlog import Backlog
+from otel_bucket._mapping import Call, merge_calls
+from tests._capture import CaptureServer, Reply
+from tests._spans import FakeClock, make_spans
+
+BUSY = Reply(503, headers={"Retry-After": "999"})  # longer than any deadline: fails at once
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A fake monotonic clock."""
+    return FakeClock()
+
+
+@pytest.fixture
+def exporter(server: CaptureServer, clock: FakeClock) -> Iterator[BucketSpanExporter]:
+    """An exporter on the capture server with a fake clock."""
+    exp = BucketSpanExporter("k", endpoint=server.url, clock=clock)
+    yield exp
+    exp.shutdown()
+
+
+def _busy_once(marker: bytes) -> object:
+    """A route that answers BUSY to the first request whose body holds ``marker``."""
+    seen: list[bytes] = []
+
+    def rule(path: str, body: bytes) -> Reply | None:
+        if marker in body and not seen:
+            seen.append(body)
+            return BUSY
+        return None
+
+    return rule
+
+
+def test_failed_calls_go_out_with_the_next_export(
+    server: CaptureServer, exporter: BucketSpanExporter
+) -> None:
+    """An event that failed is delivered by the next export, with its original timestamp."""
+    server.route(_busy_once(b"Early"))
+    first = make_spans({"enduser.id": "u", "bucket.event": "Early"})
+    assert exporter.export(first) is SpanExportResult.FAILURE
+    assert exporter.stats.pending == 1
+    later = make_spans({"enduser.id": "u", "bucket.event": "Late"})
+    assert exporter.export(later) is SpanExportResult.SUCCESS
+    events = server.calls("event")
+    assert [e["event"] for e in events] == ["Early", "Late"]
+    assert events[0]["timestamp"] < events[1]["timestamp"]
+    assert exporter.stats.pending == 0
+
+
+def test_backlog_keeps_the_phase_order(server: CaptureServer, exporter: BucketSpanExporter) -> None:
+    """A waiting event still goes after the next export's user call."""
+    server.route(_busy_once(b"Old"))
+    exporter.export(make_spans({"enduser.id": "u", "bucket.event": "Old"}))
+    exporter.export(make_spans({"enduser.id": "v"}))
+    answered = [r.api_method for r in server.requests if r.reply_status == 200]
+    assert answered == ["user", "user", "event"]
+
+
+def test_shutdown_gives_waiting_calls_one_last_attempt(
+    server: CaptureServer, exporter: BucketSpanExporter
+) -> None:
+    """At shutdown, calls in the backlog are tried once more and delivered if the API answers."""
+    server.script(BUSY)
+    exporter.export(make_spans({"enduser.id": "u"}))
+    assert exporter.stats.pending == 1
+    exporter.shutdown()
+    assert [c["userId"] for c in server.calls("user")] == ["u"]
+    assert exporter.stats.delivered == 1
+    assert exporter.stats.pending == 0
+    assert exporter.stats.undelivered == 0
+
+
+def test_shutdown_with_the_endpoint_down_logs_the_loss(
+    server: CaptureServer, exporter: BucketSpanExporter, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With the endpoint not answering, shutdown sends nothing and logs one error with the count."""
+    server.default = Reply(drop=True)
+    exporter.export(make_spans({"enduser.id": "a"}, {"enduser.id": "b", "bucket.event": "E"}))
+    tried = len(server.requests)
+    with caplog.at_level(logging.ERROR, logger="otel_bucket"):
+        exporter.shutdown()
+    assert len(server.requests) == tried
+    assert exporter.stats.undelivered == 3
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1
+    assert "lost 3 call(s)" in errors[0]
+
+
+def test_force_flush_retries_the_backlog(
+    server: CaptureServer, exporter: BucketSpanExporter
+) -> None:
+    """force_flush sends the waiting calls now and says whether any is left."""
+    server.script(BUSY)
+    exporter.export(make_spans({"enduser.id": "u"}))
+    assert exporter.force_flush() is True
+    assert exporter.stats.pending == 0
+    assert len(server.calls("user")) == 1
+
+
+def test_full_backlog_gives_up_the_oldest_calls_with_an_error(
+    server: CaptureServer, exporter: BucketSpanExporter, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Past its limit the backlog drops the oldest calls, counted as undelivered and logged."""
+    exporter._backlog = Backlog(limit=2)
+    server.default = BUSY
+    with caplog.at_level(logging.ERROR, logger="otel_bucket"):
+        exporter.export(make_spans(*[{"enduser.id": f"u{i}"} for i in range(5)]))
+    assert exporter.stats.pending == 2
+    assert exporter.stats.undelivered == 3
+    assert "lost 3 call(s)" in caplog.text
+
+
+def test_backlog_unit_bounds_and_order() -> None:
+    """Backlog.keep drops the oldest past the limit; take empties it in order."""
+    backlog = Backlog(limit=3)
+    calls = [Call("event", {"event": str(i), "userId": "u", "timestamp": "t"}) for i in range(5)]
+    assert backlog.keep(calls[:2]) == 0
+    assert backlog.keep(calls[2:]) == 2
+    assert [c.payload["event"] for c in backlog.take()] == ["2", "3", "4"]
+    assert len(backlog) == 0
+
+
+def test_merge_calls_combines_same_ids_and_keeps_events() -> None:
+    """merge_calls collapses user calls by id (later wins, latest timestamp); events untouched."""
+    old = Call(
+        "user",
+        {"userId": "u", "attributes": {"a": 1, "b": 1}, "timestamp": "2026-01-01T00:00:00.000Z"},
+    )
+    new = Call(
+        "user", {"userId": "u", "attributes": {"b": 2}, "timestamp": "2026-01-02T00:00:00.000Z"}
+    )
+    event = Call("event", {"event": "E", "userId": "u", "timestamp": "2026-01-01T00:00:00.000Z"})
+    merged = merge_calls([old, event, new, event])
+    assert merged[0].payload == {
+        "userId": "u",
+        "attributes": {"a": 1, "b": 2},
+        "timestamp": "2026-01-02T00:00:00.000Z",
+    }
+    assert merged[1:] == [event, event]
