@@ -183,7 +183,7 @@ class BucketSpanExporter(SpanExporter):
             results = self._deliver(phase, deadline)
             failed += self._account(phase, results)
         if failed:
-            self._give_up(self._backlog.keep(failed), "the backlog of undelivered calls is full")
+            self._overflowed(self._backlog.keep(failed))
             total = self._not_delivered.ready(len(failed))
             if total is not None:
                 _log.warning(
@@ -196,24 +196,36 @@ class BucketSpanExporter(SpanExporter):
         return len(failed)
 
     def _final_flush(self) -> None:
-        """One attempt for every waiting call, unless the endpoint is known to be down."""
+        """One attempt for every waiting call, unless the endpoint is known to be down; then one
+        error line with everything lost that was not reported yet."""
         calls = self._backlog.take()
+        lost = len(calls)
         if calls and not self._health.is_down():
             deadline = self._clock.monotonic() + self._settings.timeout
+            lost = 0
             with suppressed_instrumentation():
                 for method in _PHASES:
                     phase = [call for call in calls if call.method == method]
                     results = self._pool.map(
                         lambda c: self._sender.send(c, deadline, last_chance=True), phase
                     )
-                    self._give_up(len(self._account(phase, results)), "shutdown")
-        else:
-            self._give_up(len(calls), "shutdown while the endpoint was not answering")
+                    lost += len(self._account(phase, results))
+        self._stats.add(undelivered=lost)
+        lost += self._overflow.flush()  # already counted; not yet reported
+        if lost:
+            _log.error("otel-bucket lost %d call(s) that could not be delivered", lost)
 
-    def _give_up(self, count: int, why: str) -> None:
+    def _overflowed(self, count: int) -> None:
+        """Count the calls a full backlog gave up; report them at most once a minute."""
         if count:
             self._stats.add(undelivered=count)
-            _log.error("otel-bucket lost %d call(s) that could not be delivered (%s)", count, why)
+            total = self._overflow.ready(count)
+            if total is not None:
+                _log.error(
+                    "otel-bucket lost %d call(s) that could not be delivered: the backlog of "
+                    "undelivered calls is full",
+                    total,
+                )
 
     def _deliver(self, calls: list[Call], deadline: float) -> list[Result | None]:
         """Send one phase; while the endpoint is down, one probe call decides for the rest."""
@@ -238,18 +250,21 @@ class BucketSpanExporter(SpanExporter):
 
     def _account(self, calls: list[Call], results: list[Result | None]) -> list[Call]:
         """Count the results; return the calls that are still undelivered."""
-        delivered = rejected = retried = 0
+        delivered = rejected = retried = dropped = 0
         failed: list[Call] = []
         key_rejected: Result | None = None
         for call, result in zip(calls, results, strict=True):
-            outcome = result.outcome if result else Outcome.UNDELIVERED
-            retried += result.retries if result else 0
+            if result is None:  # sending it raised (logged by the pool): retrying would again
+                dropped += 1
+                continue
+            outcome = result.outcome
+            retried += result.retries
             if outcome is Outcome.DELIVERED:
                 delivered += 1
                 self._dedupe.remember(call)
             elif outcome is Outcome.REJECTED:
                 rejected += 1
-                if result and result.status in (401, 403, 404):
+                if result.status in (401, 403, 404):
                     key_rejected = result
             else:
                 failed.append(call)
@@ -259,7 +274,7 @@ class BucketSpanExporter(SpanExporter):
                 self._settings.endpoint,
                 key_rejected.status,
             )
-        self._stats.add(delivered=delivered, rejected=rejected, retried=retried)
+        self._stats.add(delivered=delivered, rejected=rejected, retried=retried, dropped=dropped)
         return failed
 
     def _warn_events_without_user(self, count: int) -> None:
@@ -301,6 +316,7 @@ class BucketSpanExporter(SpanExporter):
         self._backlog = Backlog()
         self._no_user_warning = Throttle(60.0, clock)
         self._not_delivered = Throttle(60.0, clock)
+        self._overflow = Throttle(60.0, clock)
 
     def _after_fork(self) -> None:
         # The child starts its own history: the parent keeps (and retries) what it holds, and

@@ -7,6 +7,7 @@ import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -26,6 +27,12 @@ __all__ = ["Call", "Plan", "format_timestamp", "merge_calls", "plan_calls"]
 _log = logging.getLogger(__name__)
 
 Scalar = str | bool | int | float
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MIN_SECONDS = int((datetime(1, 1, 1, tzinfo=timezone.utc) - _EPOCH).total_seconds())
+_MAX_SECONDS = int(
+    (datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc) - _EPOCH).total_seconds()
+)
 
 
 @dataclass(frozen=True)
@@ -59,10 +66,22 @@ class Plan:
         return (self.users, self.companies, self.events)
 
 
-def format_timestamp(epoch_ns: int) -> str:
-    """ISO 8601 UTC with milliseconds: ``2026-11-27T14:03:05.123Z``."""
+def format_timestamp(epoch_ns: int) -> str | None:
+    """ISO 8601 UTC with milliseconds (``2026-11-27T14:03:05.123Z``); None outside years 1-9999
+    (the call then goes without a timestamp and the API uses its time of receipt)."""
     seconds, rest = divmod(int(epoch_ns), 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{rest // 1_000_000:03d}Z"
+    if not _MIN_SECONDS <= seconds <= _MAX_SECONDS:
+        return None
+    moment = _EPOCH + timedelta(seconds=seconds)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{rest // 1_000_000:03d}Z".rjust(24, "0")
+
+
+def _text(value: object) -> str | None:
+    """``str(value)``, or None where it cannot be printed (an int of over 4,300 digits)."""
+    try:
+        return str(value)
+    except ValueError:
+        return None
 
 
 def _id(value: object) -> str | None:
@@ -72,8 +91,8 @@ def _id(value: object) -> str | None:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, str | int | float):
-        text = str(value)
-        return text if text.strip() else None
+        text = _text(value)
+        return text if text and text.strip() else None
     return None
 
 
@@ -81,10 +100,13 @@ def _value(value: object) -> Scalar | None:
     """An attribute value as JSON can carry it, or None to drop it."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
-    if isinstance(value, str | bool | int):
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if _text(value) is not None else None  # JSON must be able to print it
+    if isinstance(value, str | bool):
         return value
     if isinstance(value, Sequence) and not isinstance(value, bytes | bytearray):
-        return ",".join(str(item) for item in value if item is not None)
+        texts = (_text(item) for item in value if item is not None)
+        return ",".join(text for text in texts if text is not None)
     return None
 
 
@@ -120,7 +142,9 @@ def _payload(ids: dict[str, str], merged: _Merged) -> dict[str, Any]:
     payload: dict[str, Any] = dict(ids)
     if merged.attributes:
         payload["attributes"] = merged.attributes
-    payload["timestamp"] = format_timestamp(merged.start)
+    timestamp = format_timestamp(merged.start)
+    if timestamp is not None:
+        payload["timestamp"] = timestamp
     return payload
 
 
@@ -198,7 +222,9 @@ def merge_calls(calls: Iterable[Call]) -> list[Call]:
             if attributes:
                 payload["attributes"] = attributes
             # Same format throughout, so the later timestamp is the greater string.
-            payload["timestamp"] = max(previous.payload["timestamp"], call.payload["timestamp"])
+            stamps = [c.payload["timestamp"] for c in (previous, call) if "timestamp" in c.payload]
+            if stamps:
+                payload["timestamp"] = max(stamps)
             call = Call(call.method, payload)
         merged[call.identity] = call
     return [*merged.values(), *events]

@@ -99,7 +99,11 @@ class Sender:
         With ``last_chance`` (the final flush at shutdown) make one attempt, even after
         shutdown began, and never wait.
         """
-        body = json.dumps(call.payload, allow_nan=False, separators=(",", ":")).encode()
+        try:
+            body = json.dumps(call.payload, allow_nan=False, separators=(",", ":")).encode()
+        except (TypeError, ValueError) as exc:  # the mapping should make this impossible
+            _log.warning("dropped a %s call that is not valid JSON: %s", call.method, exc)
+            return Result(Outcome.REJECTED, reason=f"not valid JSON: {exc}")
         url = self._base + call.method
         retries = 0
         while True:

@@ -28,3 +28,9 @@ class Throttle:
             self._next = now + self._interval
             total, self._pending = self._pending, 0
             return total
+
+    def flush(self) -> int:
+        """Return the count not reported yet, and forget it (for a last report at shutdown)."""
+        with self._lock:
+            total, self._pending = self._pending, 0
+            return total
