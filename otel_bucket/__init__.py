@@ -12,7 +12,11 @@ from otel_bucket._conventions import (
     ENDUSER_ID,
     USER_ID,
 )
+from otel_bucket._decorator import feature
 from otel_bucket._exporter import BucketSpanExporter
+from otel_bucket._identity import identify
+from otel_bucket._install import install
+from otel_bucket._processor import BucketSpanProcessor
 from otel_bucket._stats import ExporterStats
 
 try:
@@ -29,7 +33,11 @@ __all__ = [
     "ENDUSER_ID",
     "USER_ID",
     "BucketSpanExporter",
+    "BucketSpanProcessor",
     "ExporterStats",
     "Settings",
     "__version__",
+    "feature",
+    "identify",
+    "install",
 ]

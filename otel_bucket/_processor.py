@@ -1,0 +1,259 @@
+"""``BucketSpanProcessor``: a batch processor that queues only the spans Bucket needs.
+
+The SDK's ``BatchSpanProcessor`` takes every sampled span into one shared queue and skips
+unsampled ones. Analytics need the opposite on both counts: a burst of a service's ordinary spans
+must not push feature spans out of the queue, and spans recorded but not sampled (see
+``BucketSampler``) must be exported. Batching is our own here, built on public API only, so it
+behaves the same across SDK versions; the ``OTEL_BSP_*`` variables apply as they do to the SDK's.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import threading
+import time
+import weakref
+from dataclasses import dataclass
+from typing import Final
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace.export import SpanExporter
+
+from otel_bucket._sampling import is_relevant
+
+__all__ = ["BatchSettings", "BucketSpanProcessor"]
+
+_log = logging.getLogger(__name__)
+
+# name -> (environment variable, default); the SDK's names and defaults, but a larger queue:
+# analytics arrive in bursts (a loop over 10,000 rows), and a span is small.
+_OPTIONS: Final = {
+    "max_queue_size": ("OTEL_BSP_MAX_QUEUE_SIZE", 16384),
+    "schedule_delay_millis": ("OTEL_BSP_SCHEDULE_DELAY", 5000),
+    "max_export_batch_size": ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512),
+    "export_timeout_millis": ("OTEL_BSP_EXPORT_TIMEOUT", 30000),
+}
+_WARN_EVERY: Final = 60.0  # seconds between two "queue full" warnings
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """Resolved batching options: argument, else ``OTEL_BSP_*`` variable, else default."""
+
+    max_queue_size: int
+    schedule_delay_millis: int
+    max_export_batch_size: int
+    export_timeout_millis: int
+
+
+def _from_env(variable: str, default: int) -> int:
+    raw = os.environ.get(variable, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        _log.warning("%s=%r is not a positive integer; using %d", variable, raw, default)
+        return default
+    return value
+
+
+def resolve_batch_settings(**given: int | None) -> BatchSettings:
+    """Resolve each option in one place; a bad argument raises naming it.
+
+    Raises:
+        TypeError: an option is not an int.
+        ValueError: an option is not positive, or the batch is larger than the queue.
+    """
+    values: dict[str, int] = {}
+    for name, (variable, default) in _OPTIONS.items():
+        value = given.get(name)
+        if value is None:
+            values[name] = _from_env(variable, default)
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+        if value <= 0:
+            raise ValueError(f"{name} must be positive, got {value}")
+        values[name] = value
+    if values["max_export_batch_size"] > values["max_queue_size"]:
+        if given.get("max_export_batch_size") is not None:
+            raise ValueError("max_export_batch_size must not exceed max_queue_size")
+        values["max_export_batch_size"] = values["max_queue_size"]  # a small queue, default batch
+    return BatchSettings(**values)
+
+
+class BucketSpanProcessor(SpanProcessor):
+    """Batches the Bucket-relevant spans (sampled or only recorded) for one exporter.
+
+    Args:
+        exporter: where batches go; default ``BucketSpanExporter()`` configured from the
+            environment.
+        max_queue_size: spans held at most (``OTEL_BSP_MAX_QUEUE_SIZE``, default 16,384); when
+            full, the oldest is dropped and a warning logged.
+        schedule_delay_millis: the longest a span waits for a batch (``OTEL_BSP_SCHEDULE_DELAY``,
+            5,000).
+        max_export_batch_size: spans per export (``OTEL_BSP_MAX_EXPORT_BATCH_SIZE``, 512).
+        export_timeout_millis: how long shutdown spends draining the queue at most
+            (``OTEL_BSP_EXPORT_TIMEOUT``, 30,000).
+    """
+
+    def __init__(
+        self,
+        exporter: SpanExporter | None = None,
+        *,
+        max_queue_size: int | None = None,
+        schedule_delay_millis: int | None = None,
+        max_export_batch_size: int | None = None,
+        export_timeout_millis: int | None = None,
+    ) -> None:
+        if exporter is not None and not isinstance(exporter, SpanExporter):
+            raise TypeError(f"exporter must be a SpanExporter, got {type(exporter).__name__}")
+        self._settings = resolve_batch_settings(
+            max_queue_size=max_queue_size,
+            schedule_delay_millis=schedule_delay_millis,
+            max_export_batch_size=max_export_batch_size,
+            export_timeout_millis=export_timeout_millis,
+        )
+        if exporter is None:
+            from otel_bucket._exporter import BucketSpanExporter
+
+            exporter = BucketSpanExporter()
+        self._exporter: SpanExporter = exporter
+        self._queue: collections.deque[ReadableSpan] = collections.deque(
+            maxlen=self._settings.max_queue_size
+        )
+        self._shutdown = False
+        self._dropped = 0
+        self._last_warning = -_WARN_EVERY
+        self._start_worker()
+        if hasattr(os, "register_at_fork"):
+            reinit = weakref.WeakMethod(self._after_fork)
+
+            def after_in_child() -> None:
+                method = reinit()
+                if method is not None:
+                    method()
+
+            os.register_at_fork(after_in_child=after_in_child)
+
+    @property
+    def exporter(self) -> SpanExporter:
+        """The exporter batches are handed to."""
+        return self._exporter
+
+    @property
+    def settings(self) -> BatchSettings:
+        """The resolved batching options."""
+        return self._settings
+
+    # -- SpanProcessor --------------------------------------------------------------------------
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        pass
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if not is_relevant(span.attributes) or self._shutdown:
+            return
+        queue = self._queue
+        if len(queue) == self._settings.max_queue_size:
+            self._note_dropped()
+        queue.append(span)  # a full deque drops its oldest span
+        if len(queue) >= self._settings.max_export_batch_size and not self._wake.is_set():
+            self._wake.set()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Export every span queued now; ``False`` if that took longer than ``timeout_millis``."""
+        if self._shutdown:
+            return False
+        deadline = time.monotonic() + timeout_millis / 1000
+        if not self._export_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            return False
+        try:
+            done = self._export_batches(len(self._queue), deadline)
+        finally:
+            self._export_lock.release()
+        remaining_ms = int(max(0.0, deadline - time.monotonic()) * 1000)
+        flushed = self._exporter.force_flush(remaining_ms)
+        return done and flushed is not False  # some exporters return None from force_flush
+
+    def shutdown(self) -> None:
+        """Drain the queue (bounded by ``export_timeout_millis``), then shut the exporter down."""
+        if self._shutdown:
+            return
+        self._shutdown = True
+        self._wake.set()
+        if self._worker.is_alive() and self._worker is not threading.current_thread():
+            self._worker.join(self._settings.export_timeout_millis / 1000)
+        self._exporter.shutdown()
+
+    # -- the worker -----------------------------------------------------------------------------
+
+    def _start_worker(self) -> None:
+        self._export_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._worker = threading.Thread(
+            target=self._work, name="OtelBucketSpanProcessor", daemon=True
+        )
+        self._worker.start()
+
+    def _after_fork(self) -> None:
+        # The parent's spans are the parent's to send; a lock held by a parent thread would hang.
+        self._queue.clear()
+        if not self._shutdown:
+            self._start_worker()
+
+    def _work(self) -> None:
+        delay = self._settings.schedule_delay_millis / 1000
+        while not self._shutdown:
+            self._wake.wait(delay)
+            self._wake.clear()
+            if self._shutdown:
+                break
+            with self._export_lock:
+                self._export_batches(len(self._queue), None)
+        # Drain everything, failed exports included: the exporter keeps what it could not
+        # deliver and fails fast once the endpoint is found dead, so this stays short.
+        deadline = time.monotonic() + self._settings.export_timeout_millis / 1000
+        with self._export_lock:
+            self._export_batches(len(self._queue), deadline)
+            lost = len(self._queue)
+        if lost:
+            _log.error("otel-bucket could not export %d spans before shutdown", lost)
+
+    def _export_batches(self, count: int, deadline: float | None) -> bool:
+        """Export up to ``count`` queued spans, oldest first; ``False`` if it stopped early.
+
+        The caller holds the export lock, so the exporter never sees two exports at once.
+        """
+        size = self._settings.max_export_batch_size
+        queue = self._queue
+        while count > 0 and queue:
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            batch: list[ReadableSpan] = []
+            while queue and len(batch) < min(size, count):
+                batch.append(queue.popleft())
+            count -= len(batch)
+            try:
+                self._exporter.export(batch)
+            except Exception:  # a faulty exporter must not kill the worker
+                _log.exception("otel-bucket exporter raised; %d spans lost", len(batch))
+        return True
+
+    def _note_dropped(self) -> None:
+        self._dropped += 1
+        now = time.monotonic()
+        if now - self._last_warning >= _WARN_EVERY:
+            self._last_warning = now
+            _log.warning(
+                "otel-bucket queue full (%d spans): dropped %d oldest spans so far; "
+                "raise max_queue_size or OTEL_BSP_MAX_QUEUE_SIZE",
+                self._settings.max_queue_size,
+                self._dropped,
+            )
