@@ -12,9 +12,9 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import sys
 import threading
 import time
-import weakref
 from dataclasses import dataclass
 from typing import Final
 
@@ -22,6 +22,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter
 
+from otel_bucket._fork import after_fork_in_child
 from otel_bucket._sampling import is_relevant
 
 __all__ = ["BatchSettings", "BucketSpanProcessor"]
@@ -132,15 +133,7 @@ class BucketSpanProcessor(SpanProcessor):
         self._dropped = 0
         self._last_warning = -_WARN_EVERY
         self._start_worker()
-        if hasattr(os, "register_at_fork"):
-            reinit = weakref.WeakMethod(self._after_fork)
-
-            def after_in_child() -> None:
-                method = reinit()
-                if method is not None:
-                    method()
-
-            os.register_at_fork(after_in_child=after_in_child)
+        after_fork_in_child(self, BucketSpanProcessor._after_fork)
 
     @property
     def exporter(self) -> SpanExporter:
@@ -205,8 +198,16 @@ class BucketSpanProcessor(SpanProcessor):
     def _after_fork(self) -> None:
         # The parent's spans are the parent's to send; a lock held by a parent thread would hang.
         self._queue.clear()
-        if not self._shutdown:
-            self._start_worker()
+        if self._shutdown:
+            return
+        self._start_worker()
+        # A multiprocessing child ends with os._exit(), which skips the provider's atexit
+        # shutdown, but runs multiprocessing's finalizers first: drain there too. Its registry
+        # is cleared after this hook, so register through its own after-fork hook. (Only when
+        # multiprocessing is in use: importing it would add an atexit hook to every process.)
+        mp_util = sys.modules.get("multiprocessing.util")
+        if mp_util is not None:
+            mp_util.register_after_fork(self, _drain_at_multiprocessing_exit)
 
     def _work(self) -> None:
         delay = self._settings.schedule_delay_millis / 1000
@@ -257,3 +258,9 @@ class BucketSpanProcessor(SpanProcessor):
                 self._settings.max_queue_size,
                 self._dropped,
             )
+
+
+def _drain_at_multiprocessing_exit(processor: BucketSpanProcessor) -> None:
+    import multiprocessing.util
+
+    multiprocessing.util.Finalize(processor, processor.shutdown, exitpriority=10)
