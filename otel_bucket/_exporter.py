@@ -171,6 +171,10 @@ class BucketSpanExporter(SpanExporter):
                 _log.debug("offline: would send %s %s", call.method, call.payload)
             return SpanExportResult.SUCCESS
         with self._export_lock:
+            if self._shut_down:  # shutdown overtook us and has flushed already
+                self._stats.add(undelivered=len(fresh))
+                _log.error("otel-bucket lost %d call(s) exported during shutdown", len(fresh))
+                return SpanExportResult.FAILURE
             left = self._send_all(fresh, self._clock.monotonic() + self._settings.timeout)
         return SpanExportResult.FAILURE if left else SpanExportResult.SUCCESS
 
