@@ -131,18 +131,18 @@ class _Merged:
 
     def __init__(self) -> None:
         self.attributes: dict[str, Scalar] = {}
-        self.start = -1
+        self.start: int | None = None
 
     def add(self, attributes: dict[str, Scalar], start: int) -> None:
         self.attributes.update(attributes)
-        self.start = max(self.start, start)
+        self.start = start if self.start is None else max(self.start, start)
 
 
 def _payload(ids: dict[str, str], merged: _Merged) -> dict[str, Any]:
     payload: dict[str, Any] = dict(ids)
     if merged.attributes:
         payload["attributes"] = merged.attributes
-    timestamp = format_timestamp(merged.start)
+    timestamp = None if merged.start is None else format_timestamp(merged.start)
     if timestamp is not None:
         payload["timestamp"] = timestamp
     return payload

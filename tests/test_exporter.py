@@ -535,3 +535,19 @@ def test_forked_child_delivers_with_its_own_session(server: CaptureServer) -> No
     users = [c["userId"] for c in server.calls("user")]
     assert users == ["parent-before", "child", "parent-after"]
     assert [c["event"] for c in server.calls("event")] == ["C"]
+
+
+def test_proxy_settings_are_read_once_from_the_environment(
+    server: CaptureServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP(S)_PROXY/NO_PROXY apply to our endpoint as requests would apply them."""
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # a proxy that is not there
+    monkeypatch.setenv("NO_PROXY", "")
+    proxied = BucketSpanExporter(KEY, endpoint=server.url, timeout=1)
+    assert proxied._sender.session.proxies.get("http") == "http://127.0.0.1:9"
+    proxied.shutdown()
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    direct = BucketSpanExporter(KEY, endpoint=server.url)
+    assert direct.export(make_spans({"enduser.id": "u"})) is SpanExportResult.SUCCESS
+    assert len(server.calls("user")) == 1
+    direct.shutdown()
