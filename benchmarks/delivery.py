@@ -1,0 +1,264 @@
+"""Delivery speed of ``BucketSpanExporter.export`` against a loopback HTTP server.
+
+Run: ``python benchmarks/delivery.py`` (about 35 s). Two measurements, each side by side in one run:
+
+(a) Concurrency. 220 calls (16 users, 16 companies, 188 events, made from 188 event spans that
+    also carry a user and a company) against a server that answers every request after 50 ms,
+    with the default ``max_concurrency=8`` versus ``max_concurrency=1``. The phases run one after
+    another (user, then company, then event), so 8 in flight needs at least
+    2 + 2 + 24 = 28 rounds of 50 ms where one at a time needs 220: the ratio is capped near
+    220 / 28 = 7.86 (a little above when load on the machine slows the long serial run more).
+    Target: >= 7.5x.
+(b) Throughput. Event spans exported in batches of 512 (the batch processor's default) to a
+    server that answers at once, versus a plain ``requests.Session`` loop posting the very same
+    payloads (taken from the exporter's own mapping) to the same server, one after another.
+    The exporter's time includes mapping the spans; the loop's does not. Target: >= 0.9x.
+
+The servers are ``ThreadingHTTPServer`` s on 127.0.0.1 (HTTP/1.1 keep-alive, Nagle off), each in
+its own process so that their work does not compete with the client for the client's GIL, as a
+real endpoint would not. Deduplication is turned off so repeated rounds send the same calls.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import requests
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import SpanExportResult
+
+from otel_bucket import BucketSpanExporter
+from otel_bucket._mapping import plan_calls
+
+KEY = "benchmark-key"
+LATENCY = 0.050  # seconds the slow server waits before answering
+USERS = 16  # the 188 event spans cycle over 16 users, each in its own company
+EVENTS = 188  # 16 user + 16 company + 188 event calls = 220
+THROUGHPUT_SPANS = 2048  # part (b): 4 batches of 512 event spans
+BATCH = 512
+ROUNDS = 3  # part (b): alternating rounds; the best of each is reported, as timeit does
+
+
+# -- the server (runs in a child process) -----------------------------------------------------
+
+
+def _serve(latency: float, ready: Any) -> None:
+    counts: dict[str, int] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def _answer(self, body: bytes) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if latency:
+                time.sleep(latency)
+            method = self.path.rsplit("/", 1)[-1]
+            counts[method] = counts.get(method, 0) + 1  # a dict update is atomic under the GIL
+            self._answer(b'{"success":true}')
+
+        def do_GET(self) -> None:  # the request counts, for the benchmark to check delivery
+            self._answer(json.dumps(counts).encode())
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+        request_queue_size = 64
+
+    httpd = Server(("127.0.0.1", 0), Handler)
+    ready.send(httpd.server_address[1])
+    httpd.serve_forever()
+
+
+class LoopbackServer:
+    """A ``ThreadingHTTPServer`` on 127.0.0.1 in a child process."""
+
+    def __init__(self, latency: float) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        parent, child = ctx.Pipe()
+        self._process = ctx.Process(target=_serve, args=(latency, child), daemon=True)
+        self._process.start()
+        self.url = f"http://127.0.0.1:{parent.recv()}"
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = requests.get(self.url + "/counts", timeout=5).json()
+        return counts
+
+    def close(self) -> None:
+        self._process.terminate()
+        self._process.join()
+
+
+# -- spans ------------------------------------------------------------------------------------
+
+
+class _Collect(SpanProcessor):
+    def __init__(self) -> None:
+        self.spans: list[ReadableSpan] = []
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.spans.append(span)
+
+
+def event_spans(count: int, users: int) -> list[ReadableSpan]:
+    """``count`` finished event spans as ``identify`` + ``feature`` make them."""
+    collect = _Collect()
+    provider = TracerProvider()
+    provider.add_span_processor(collect)
+    tracer = provider.get_tracer("benchmark")
+    for i in range(count):
+        user = i % users
+        attributes: dict[str, Any] = {
+            "bucket.event": "Sent message",
+            "bucket.attributes.position": "popover",
+            "bucket.attributes.index": i,
+            "enduser.id": f"user-{user}",
+            "bucket.user.name": f"User {user}",
+            "bucket.company.id": f"company-{user}",
+            "bucket.company.plan": "enterprise",
+        }
+        tracer.start_span("Sent message", attributes=attributes).end()
+    return collect.spans
+
+
+def exporter(url: str, concurrency: int) -> BucketSpanExporter:
+    return BucketSpanExporter(
+        KEY, endpoint=url, max_concurrency=concurrency, dedupe_window=0, timeout=60
+    )
+
+
+def timed_export(exp: BucketSpanExporter, batches: Sequence[Sequence[ReadableSpan]]) -> float:
+    start = time.perf_counter()
+    for batch in batches:
+        if exp.export(batch) is not SpanExportResult.SUCCESS:
+            raise SystemExit("an export failed: the benchmark's server did not answer")
+    return time.perf_counter() - start
+
+
+# -- (a) concurrency --------------------------------------------------------------------------
+
+
+def concurrency() -> tuple[float, float]:
+    spans = event_spans(EVENTS, USERS)
+    plan = plan_calls(spans)
+    calls = [len(phase) for phase in plan.phases]
+    assert calls == [USERS, USERS, EVENTS], calls
+    server = LoopbackServer(LATENCY)
+    try:
+        eight, one = exporter(server.url, 8), exporter(server.url, 1)
+        timed_export(eight, [spans[:8]])  # warm up: open the connections, start the threads
+        timed_export(one, [spans[:1]])
+        before = sum(server.counts().values())
+        parallel = min(timed_export(eight, [spans]) for _ in range(3))
+        serial = timed_export(one, [spans])
+        sent = sum(server.counts().values()) - before
+        assert sent == 4 * sum(calls), f"the server got {sent} calls, expected {4 * sum(calls)}"
+        eight.shutdown()
+        one.shutdown()
+    finally:
+        server.close()
+    rounds = sum(-(-n // 8) for n in calls)
+    print(
+        f"(a) {sum(calls)} calls ({calls[0]} user, {calls[1]} company, {calls[2]} event), "
+        f"server latency {LATENCY * 1000:.0f} ms"
+    )
+    print(f"    max_concurrency=1 (one at a time): {serial:7.3f} s")
+    print(f"    max_concurrency=8 (best of 3):     {parallel:7.3f} s")
+    print(
+        f"    speed-up: {serial / parallel:.2f}x (target >= 7.5x; "
+        f"ceiling with the phases: 220/{rounds} = {sum(calls) / rounds:.2f}x)"
+    )
+    return serial, parallel
+
+
+# -- (b) throughput ---------------------------------------------------------------------------
+
+
+def raw_loop(url: str, posts: Sequence[tuple[str, dict[str, Any]]]) -> Callable[[], float]:
+    session = requests.Session()
+    headers = {"Content-Type": "application/json", "User-Agent": "benchmark"}
+    base = f"{url}/{KEY}/"
+
+    def run() -> float:
+        start = time.perf_counter()
+        for method, payload in posts:
+            body = json.dumps(payload, allow_nan=False, separators=(",", ":")).encode()
+            response = session.post(base + method, data=body, headers=headers, timeout=10)
+            response.raise_for_status()
+        return time.perf_counter() - start
+
+    return run
+
+
+def throughput() -> tuple[float, float]:
+    spans = event_spans(THROUGHPUT_SPANS, USERS)
+    batches = [spans[i : i + BATCH] for i in range(0, len(spans), BATCH)]
+    posts = [
+        (call.method, call.payload)
+        for batch in batches
+        for phase in plan_calls(batch).phases
+        for call in phase
+    ]
+    server = LoopbackServer(0.0)
+    try:
+        exp = exporter(server.url, 8)
+        raw = raw_loop(server.url, posts)
+        timed_export(exp, batches[:2])  # warm up both
+        raw()
+        before = server.counts()
+        ours, theirs = [], []
+        for _ in range(ROUNDS):  # alternate, so drift of the machine hits both alike
+            ours.append(timed_export(exp, batches))
+            theirs.append(raw())
+        after = server.counts()
+        sent = sum(after.values()) - sum(before.values())
+        assert sent == 2 * ROUNDS * len(posts), f"the server got {sent} calls"
+        exp.shutdown()
+    finally:
+        server.close()
+    # The best round is the one least disturbed by the machine's other processes.
+    t_ours, t_raw = min(ours), min(theirs)
+    events = THROUGHPUT_SPANS
+    print(
+        f"(b) {events} event spans in batches of {BATCH} = {len(posts)} calls per round "
+        f"({events} event + user and company calls for {USERS} users per batch), no added latency, "
+        f"best of {ROUNDS} alternating rounds"
+    )
+    print(
+        f"    requests.Session loop, same payloads: {t_raw:7.3f} s  "
+        f"{events / t_raw:8.0f} events/s  {len(posts) / t_raw:8.0f} calls/s"
+    )
+    print(
+        f"    BucketSpanExporter.export:            {t_ours:7.3f} s  "
+        f"{events / t_ours:8.0f} events/s  {len(posts) / t_ours:8.0f} calls/s"
+    )
+    print(f"    ratio exporter / raw loop: {t_raw / t_ours:.2f}x (target >= 0.9x)")
+    return t_raw, t_ours
+
+
+def main() -> None:
+    start = time.perf_counter()
+    print(f"python {sys.version.split()[0]}, os.cpu_count()={os.cpu_count()}")
+    concurrency()
+    throughput()
+    print(f"total {time.perf_counter() - start:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
