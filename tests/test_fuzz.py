@@ -170,9 +170,14 @@ def test_user_attributes_arrive_as_the_contract_says(
 ) -> None:
     """Str/bool/int/finite float as they are, sequences joined by commas, the rest dropped."""
     span_attributes = {"enduser.id": user} | {f"bucket.user.{k}": v for k, v in attributes.items()}
-    (call,) = plan_calls(make_spans(span_attributes)).users
+    (span,) = make_spans(span_attributes)
+    (call,) = plan_calls([span]).users
     sent = parse_body(json.dumps(call.payload, allow_nan=False).encode())
-    want = {k: _expected(v) for k, v in attributes.items()}
+    # What the span holds after the SDK's own cleaning (which varies across SDK versions).
+    held = {
+        k[len("bucket.user.") :]: v for k, v in (span.attributes or {}).items() if k != "enduser.id"
+    }
+    want = {k: _expected(v) for k, v in held.items()}
     assert sent.get("attributes", {}) == {k: v for k, v in want.items() if v is not _DROPPED}
     assert sent["userId"] == user
 
