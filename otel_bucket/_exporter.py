@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -11,7 +10,6 @@ from importlib.metadata import PackageNotFoundError, version
 import requests
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from requests.adapters import HTTPAdapter
 
 from otel_bucket._backlog import Backlog
 from otel_bucket._clock import Clock, SystemClock
@@ -22,7 +20,7 @@ from otel_bucket._health import EndpointHealth
 from otel_bucket._mapping import Call, merge_calls, plan_calls
 from otel_bucket._pool import WorkerPool, suppressed_instrumentation
 from otel_bucket._redact import forget_secret, redact, register_secret
-from otel_bucket._sender import Outcome, Result, Sender
+from otel_bucket._sender import Outcome, Result, Sender, new_session
 from otel_bucket._stats import ExporterStats, StatsCounter
 from otel_bucket._throttle import Throttle
 
@@ -84,7 +82,9 @@ class BucketSpanExporter(SpanExporter):
         self._own_session = session is None
         self._new_state()
         self._pool = WorkerPool(self._settings.max_concurrency)
-        self._sender = self._new_sender(session or self._new_session())
+        self._sender = self._new_sender(
+            session or new_session(self._settings.endpoint, self._settings.max_concurrency)
+        )
         register_secret(self._settings.tracking_key)
         after_fork_in_child(self, BucketSpanExporter._after_fork)
 
@@ -291,21 +291,6 @@ class BucketSpanExporter(SpanExporter):
                 suppressed,
             )
 
-    def _new_session(self) -> requests.Session:
-        session = requests.Session()
-        # requests re-reads proxies, CA bundle and ~/.netrc from the environment on every
-        # request (about a quarter of a call's CPU); read what applies to our one endpoint once.
-        session.proxies.update(requests.utils.get_environ_proxies(self._settings.endpoint))
-        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-        if bundle:
-            session.verify = bundle
-        session.trust_env = False
-        size = self._settings.max_concurrency
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=size, max_retries=0)
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        return session
-
     def _new_sender(self, session: requests.Session) -> Sender:
         headers = {"Content-Type": "application/json", "User-Agent": f"otel-bucket/{_VERSION}"}
         return Sender(
@@ -336,4 +321,6 @@ class BucketSpanExporter(SpanExporter):
         # session the user passed in stays theirs to manage).
         self._new_state()
         if self._own_session:
-            self._sender = self._new_sender(self._new_session())
+            self._sender = self._new_sender(
+                new_session(self._settings.endpoint, self._settings.max_concurrency)
+            )

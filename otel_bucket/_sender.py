@@ -6,6 +6,7 @@ import enum
 import json
 import logging
 import math
+import os
 import random
 import threading
 from dataclasses import dataclass
@@ -13,12 +14,13 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 
 import requests
+from requests.adapters import HTTPAdapter
 
 from otel_bucket._clock import Clock
 from otel_bucket._mapping import Call
 from otel_bucket._redact import redact
 
-__all__ = ["Outcome", "Result", "Sender"]
+__all__ = ["Outcome", "Result", "Sender", "new_session"]
 
 _log = logging.getLogger(__name__)
 
@@ -65,6 +67,23 @@ def _retry_after(value: str | None, now: datetime | None = None) -> float | None
         when = when.replace(tzinfo=timezone.utc)
     delta: float = (when - (now or datetime.now(timezone.utc))).total_seconds()
     return max(delta, 0.0)
+
+
+def new_session(endpoint: str, pool_size: int) -> requests.Session:
+    """A session for one endpoint: ``pool_size`` pooled connections, no urllib3 retries (ours
+    are above it), and the environment's proxy and CA settings read once."""
+    session = requests.Session()
+    # requests re-reads proxies, CA bundle and ~/.netrc from the environment on every request
+    # (about a quarter of a call's CPU); read what applies to our one endpoint once instead.
+    session.proxies.update(requests.utils.get_environ_proxies(endpoint))
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        session.verify = bundle
+    session.trust_env = False
+    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
 
 
 class Sender:
