@@ -96,7 +96,12 @@ class BucketSpanExporter(SpanExporter):
     @property
     def stats(self) -> ExporterStats:
         """A read-only snapshot of the counters."""
-        return self._stats.snapshot(pending=len(self._backlog))
+        return self._stats.snapshot(pending=self.pending)
+
+    @property
+    def pending(self) -> int:
+        """How many calls wait in the backlog for a retry."""
+        return len(self._backlog)
 
     def __repr__(self) -> str:
         s = self._settings

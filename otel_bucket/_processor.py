@@ -22,6 +22,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter
 
+from otel_bucket._exporter import BucketSpanExporter
 from otel_bucket._fork import after_fork_in_child
 from otel_bucket._sampling import is_relevant
 
@@ -122,8 +123,6 @@ class BucketSpanProcessor(SpanProcessor):
             export_timeout_millis=export_timeout_millis,
         )
         if exporter is None:
-            from otel_bucket._exporter import BucketSpanExporter
-
             exporter = BucketSpanExporter()
         self._exporter: SpanExporter = exporter
         self._queue: collections.deque[ReadableSpan] = collections.deque(
@@ -217,7 +216,10 @@ class BucketSpanProcessor(SpanProcessor):
             if self._shutdown:
                 break
             with self._export_lock:
-                self._export_batches(len(self._queue), None)
+                if self._queue:
+                    self._export_batches(len(self._queue), None)
+                else:
+                    self._retry_pending()
         # Drain everything, failed exports included: the exporter keeps what it could not
         # deliver and fails fast once the endpoint is found dead, so this stays short.
         deadline = time.monotonic() + self._settings.export_timeout_millis / 1000
@@ -226,6 +228,13 @@ class BucketSpanProcessor(SpanProcessor):
             lost = len(self._queue)
         if lost:
             _log.error("otel-bucket could not export %d spans before shutdown", lost)
+
+    def _retry_pending(self) -> None:
+        # Calls an earlier export could not deliver would otherwise wait for the next span;
+        # on a quiet tick, send them (every export also sends them first).
+        exporter = self._exporter
+        if isinstance(exporter, BucketSpanExporter) and exporter.pending:
+            exporter.force_flush(self._settings.export_timeout_millis)
 
     def _export_batches(self, count: int, deadline: float | None) -> bool:
         """Export up to ``count`` queued spans, oldest first; ``False`` if it stopped early.

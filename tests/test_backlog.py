@@ -150,3 +150,20 @@ def test_merge_calls_combines_same_ids_and_keeps_events() -> None:
         "timestamp": "2026-01-02T00:00:00.000Z",
     }
     assert merged[1:] == [event, event]
+
+
+def test_processor_retries_waiting_calls_without_new_spans(server: CaptureServer) -> None:
+    """A call that failed goes out on the processor's next quiet tick, with no new span."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from otel_bucket import BucketSpanProcessor
+
+    server.script(BUSY)
+    exporter = BucketSpanExporter("k", endpoint=server.url)
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(BucketSpanProcessor(exporter, schedule_delay_millis=20))
+    provider.get_tracer("t").start_span("s", attributes={"enduser.id": "u"}).end()
+    server.wait_for(2)  # the 503, then the retry from a tick that had no span to export
+    assert [r.reply_status for r in server.requests] == [503, 200]
+    assert exporter.pending == 0
+    provider.shutdown()
