@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-__all__ = ["DEFAULT_ENDPOINT", "Settings", "resolve_settings"]
+__all__ = ["DEFAULT_ENDPOINT", "Settings", "parse_count", "resolve", "resolve_settings"]
 
 _log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def _positive(value: object) -> float:
     return number
 
 
-def _count(value: object) -> int:
+def parse_count(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise TypeError(f"must be an integer, got {type(value).__name__}")
     try:
@@ -101,13 +101,21 @@ def _flag(value: object) -> bool:
     raise TypeError(f"must be a bool, got {type(value).__name__}")
 
 
-def _resolve(
-    argument: str, value: object, env: str | None, parse: Callable[[object], _T], default: _T
+def resolve(
+    argument: str,
+    value: object,
+    env: str | None,
+    parse: Callable[[object], _T],
+    default: _T,
+    *,
+    parse_argument: Callable[[object], _T] | None = None,
 ) -> _T:
-    """One setting: a malformed argument raises; a malformed environment value warns."""
+    """One setting: a malformed argument raises naming it; a malformed environment value warns
+    naming the variable and gives the default. ``parse_argument`` (default ``parse``) may be
+    stricter than ``parse``, which also reads the variable's text."""
     if value is not None:
         try:
-            return parse(value)
+            return (parse_argument or parse)(value)
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"{argument} {exc}") from None
     raw = os.environ.get(env) if env else None
@@ -138,7 +146,7 @@ def resolve_settings(
             ``BUCKET_TRACKING_KEY``.
         TypeError: an argument has the wrong type.
     """
-    key = _resolve("tracking_key", tracking_key, "BUCKET_TRACKING_KEY", _key, "")
+    key = resolve("tracking_key", tracking_key, "BUCKET_TRACKING_KEY", _key, "")
     if not key:
         raise ValueError(
             "tracking_key is required: pass tracking_key=... or set BUCKET_TRACKING_KEY "
@@ -146,14 +154,14 @@ def resolve_settings(
         )
     return Settings(
         tracking_key=key,
-        endpoint=_resolve("endpoint", endpoint, "BUCKET_ENDPOINT", _endpoint, DEFAULT_ENDPOINT),
-        timeout=_resolve("timeout", timeout, "BUCKET_TIMEOUT", _positive, 10.0),
-        max_concurrency=_resolve(
-            "max_concurrency", max_concurrency, "BUCKET_MAX_CONCURRENCY", _count, 8
+        endpoint=resolve("endpoint", endpoint, "BUCKET_ENDPOINT", _endpoint, DEFAULT_ENDPOINT),
+        timeout=resolve("timeout", timeout, "BUCKET_TIMEOUT", _positive, 10.0),
+        max_concurrency=resolve(
+            "max_concurrency", max_concurrency, "BUCKET_MAX_CONCURRENCY", parse_count, 8
         ),
-        dedupe_window=_resolve(
+        dedupe_window=resolve(
             "dedupe_window", dedupe_window, "BUCKET_DEDUPE_WINDOW", _number, 60.0
         ),
-        dedupe_size=_resolve("dedupe_size", dedupe_size, None, _count, 10_000),
-        offline=_resolve("offline", offline, "BUCKET_OFFLINE", _flag, False),
+        dedupe_size=resolve("dedupe_size", dedupe_size, None, parse_count, 10_000),
+        offline=resolve("offline", offline, "BUCKET_OFFLINE", _flag, False),
     )

@@ -63,10 +63,5 @@ class Deduper:
             while len(self._seen) > self._size:
                 self._seen.popitem(last=False)
 
-    def clear(self) -> None:
-        """Forget everything (e.g. in a forked child, which starts its own history)."""
-        with self._lock:
-            self._seen.clear()
-
     def __len__(self) -> int:
         return len(self._seen)

@@ -22,7 +22,7 @@ from otel_bucket._conventions import (
     USER_ID,
 )
 
-__all__ = ["Call", "Plan", "format_timestamp", "merge_calls", "plan_calls"]
+__all__ = ["Call", "Plan", "format_timestamp", "merge_calls", "plan_calls", "utc_iso"]
 
 _log = logging.getLogger(__name__)
 
@@ -66,14 +66,19 @@ class Plan:
         return (self.users, self.companies, self.events)
 
 
+def utc_iso(moment: datetime) -> str:
+    """``moment`` as ISO 8601 UTC with milliseconds: ``2026-11-27T14:03:05.123Z``."""
+    moment = moment.astimezone(timezone.utc)
+    return f"{moment.year:04d}-{moment:%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
+
+
 def format_timestamp(epoch_ns: int) -> str | None:
-    """ISO 8601 UTC with milliseconds (``2026-11-27T14:03:05.123Z``); None outside years 1-9999
-    (the call then goes without a timestamp and the API uses its time of receipt)."""
+    """A span time as ``utc_iso`` gives it; None outside years 1-9999 (the call then goes
+    without a timestamp and the API uses its time of receipt)."""
     seconds, rest = divmod(int(epoch_ns), 1_000_000_000)
     if not _MIN_SECONDS <= seconds <= _MAX_SECONDS:
         return None
-    moment = _EPOCH + timedelta(seconds=seconds)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{rest // 1_000_000:03d}Z".rjust(24, "0")
+    return utc_iso(_EPOCH + timedelta(seconds=seconds, microseconds=rest // 1000))
 
 
 def _text(value: object) -> str | None:

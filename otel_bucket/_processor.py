@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import os
 import sys
 import threading
 import time
@@ -22,9 +21,11 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter
 
+from otel_bucket._config import parse_count, resolve
 from otel_bucket._exporter import BucketSpanExporter
 from otel_bucket._fork import after_fork_in_child
 from otel_bucket._sampling import is_relevant
+from otel_bucket._throttle import Throttle
 
 __all__ = ["BatchSettings", "BucketSpanProcessor"]
 
@@ -51,18 +52,10 @@ class BatchSettings:
     export_timeout_millis: int
 
 
-def _from_env(variable: str, default: int) -> int:
-    raw = os.environ.get(variable, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        _log.warning("%s=%r is not a positive integer; using %d", variable, raw, default)
-        return default
-    return value
+def _int_argument(value: object) -> int:
+    if isinstance(value, str):  # the variables are text; an argument must be an int
+        raise TypeError(f"must be an int, got {type(value).__name__}")
+    return parse_count(value)
 
 
 def resolve_batch_settings(**given: int | None) -> BatchSettings:
@@ -72,17 +65,12 @@ def resolve_batch_settings(**given: int | None) -> BatchSettings:
         TypeError: an option is not an int.
         ValueError: an option is not positive, or the batch is larger than the queue.
     """
-    values: dict[str, int] = {}
-    for name, (variable, default) in _OPTIONS.items():
-        value = given.get(name)
-        if value is None:
-            values[name] = _from_env(variable, default)
-            continue
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-        if value <= 0:
-            raise ValueError(f"{name} must be positive, got {value}")
-        values[name] = value
+    values = {
+        name: resolve(
+            name, given.get(name), variable, parse_count, default, parse_argument=_int_argument
+        )
+        for name, (variable, default) in _OPTIONS.items()
+    }
     if values["max_export_batch_size"] > values["max_queue_size"]:
         if given.get("max_export_batch_size") is not None:
             raise ValueError("max_export_batch_size must not exceed max_queue_size")
@@ -129,8 +117,7 @@ class BucketSpanProcessor(SpanProcessor):
             maxlen=self._settings.max_queue_size
         )
         self._shutdown = False
-        self._dropped = 0
-        self._last_warning = -_WARN_EVERY
+        self._dropped = Throttle(_WARN_EVERY, time.monotonic)
         self._start_worker()
         after_fork_in_child(self, BucketSpanProcessor._after_fork)
 
@@ -197,6 +184,7 @@ class BucketSpanProcessor(SpanProcessor):
     def _after_fork(self) -> None:
         # The parent's spans are the parent's to send; a lock held by a parent thread would hang.
         self._queue.clear()
+        self._dropped = Throttle(_WARN_EVERY, time.monotonic)
         if self._shutdown:
             return
         self._start_worker()
@@ -257,15 +245,13 @@ class BucketSpanProcessor(SpanProcessor):
         return True
 
     def _note_dropped(self) -> None:
-        self._dropped += 1
-        now = time.monotonic()
-        if now - self._last_warning >= _WARN_EVERY:
-            self._last_warning = now
+        dropped = self._dropped.ready(1)
+        if dropped is not None:
             _log.warning(
-                "otel-bucket queue full (%d spans): dropped %d oldest spans so far; "
+                "otel-bucket queue full (%d spans): dropped the oldest %d span(s); "
                 "raise max_queue_size or OTEL_BSP_MAX_QUEUE_SIZE",
                 self._settings.max_queue_size,
-                self._dropped,
+                dropped,
             )
 
 

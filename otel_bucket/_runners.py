@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncGenerator, Coroutine, Generator
-from typing import Any, Final, Protocol
+from typing import Any, Protocol
 
 from opentelemetry import trace
 from opentelemetry.context import attach, detach
+
+from otel_bucket._throttle import Throttle
 
 __all__ = [
     "SpanStarter",
@@ -26,8 +28,7 @@ __all__ = [
 
 _log = logging.getLogger("otel_bucket._decorator")
 
-_FAULT_EVERY: Final = 60.0  # seconds between two logged faults of our own
-_last_fault = -_FAULT_EVERY
+_faults = Throttle(60.0, time.monotonic)  # one logged fault of our own a minute at most
 
 
 class SpanStarter(Protocol):
@@ -38,10 +39,7 @@ class SpanStarter(Protocol):
 
 def report_fault() -> None:
     """Log (at most once a minute) the exception being handled: a fault of ours, not the app's."""
-    global _last_fault
-    now = time.monotonic()
-    if now - _last_fault >= _FAULT_EVERY:
-        _last_fault = now
+    if _faults.ready(1) is not None:
         _log.warning("otel-bucket bookkeeping failed; the function ran untracked", exc_info=True)
 
 

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Final
 
+from otel_bucket._mapping import utc_iso
 from otel_bucket._schema import SchemaError, parse_body
 
 __all__ = ["DEFAULT_DB", "Adoption", "Call", "Store", "StoreError", "utc_iso"]
@@ -44,12 +45,6 @@ _MAX_BODY_CHARS: Final = 4096  # what a rejection keeps of its body: enough to d
 
 class StoreError(Exception):
     """The database cannot be opened or written (one readable line)."""
-
-
-def utc_iso(moment: datetime) -> str:
-    """``moment`` as ISO 8601 UTC with milliseconds: ``2026-11-27T14:03:05.123Z``."""
-    moment = moment.astimezone(timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 @dataclass(frozen=True)
