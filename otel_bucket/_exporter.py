@@ -79,6 +79,7 @@ class BucketSpanExporter(SpanExporter):
         self._clock: Clock = clock or SystemClock()
         self._stop = threading.Event()
         self._shut_down = False
+        self._final_deadline = 0.0
         self._own_session = session is None
         self._new_state()
         self._pool = WorkerPool(self._settings.max_concurrency)
@@ -114,26 +115,47 @@ class BucketSpanExporter(SpanExporter):
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Map, deduplicate and deliver; never raises."""
+        return self.export_within(spans, self._settings.timeout)
+
+    def export_within(self, spans: Sequence[ReadableSpan], seconds: float) -> SpanExportResult:
+        """``export``, ending within ``seconds`` (at most ``timeout``); for a bounded drain."""
         if self._shut_down:
             return SpanExportResult.FAILURE
         try:
             with suppressed_instrumentation():
-                return self._export(spans)
+                return self._export(spans, min(max(seconds, 0.0), self._settings.timeout))
         except Exception as exc:  # our own fault must never reach the application
             _log.error("otel-bucket export failed: %s", self._redacted(exc))
             return SpanExportResult.FAILURE
 
+    def defer(self, spans: Sequence[ReadableSpan]) -> None:
+        """Map ``spans`` and keep their calls for a later attempt without sending now: for a
+        drain whose deadline is spent. Never raises."""
+        try:
+            plan = plan_calls(spans)
+            calls = [call for phase in plan.phases for call in phase]
+            self._stats.add(dropped=plan.dropped_events + plan.skipped_spans)
+            self._overflowed(self._backlog.keep(calls))
+        except Exception as exc:
+            _log.error("otel-bucket could not keep spans: %s", self._redacted(exc))
+
     def shutdown(self) -> None:
         """Stop: interrupt backoffs at once, give waiting calls one last attempt, refuse later
         exports. Safe to call twice and concurrently with ``export``."""
+        self.shutdown_within(self._settings.timeout)
+
+    def shutdown_within(self, seconds: float) -> None:
+        """``shutdown``, spending at most about ``seconds`` on the last attempt."""
         with self._lock:
             if self._shut_down:
                 return
             self._shut_down = True
         self._stop.set()
+        seconds = min(max(seconds, 0.0), self._settings.timeout)
+        self._final_deadline = self._clock.monotonic() + seconds
         # A running export ends quickly now (no more waiting); let it put back what it could
         # not deliver before the final flush.
-        got_lock = self._export_lock.acquire(timeout=self._settings.timeout)
+        got_lock = self._export_lock.acquire(timeout=seconds)
         try:
             self._final_flush()
         except Exception as exc:  # never raise out of the provider's shutdown
@@ -163,7 +185,7 @@ class BucketSpanExporter(SpanExporter):
     def _redacted(self, exc: BaseException) -> str:
         return redact(f"{type(exc).__name__}: {exc}", self._settings.tracking_key)
 
-    def _export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+    def _export(self, spans: Sequence[ReadableSpan], seconds: float) -> SpanExportResult:
         plan = plan_calls(spans)
         if plan.dropped_events:
             self._warn_events_without_user(plan.dropped_events)
@@ -181,7 +203,7 @@ class BucketSpanExporter(SpanExporter):
                 self._stats.add(undelivered=len(fresh))
                 _log.error("otel-bucket lost %d call(s) exported during shutdown", len(fresh))
                 return SpanExportResult.FAILURE
-            left = self._send_all(fresh, self._clock.monotonic() + self._settings.timeout)
+            left = self._send_all(fresh, self._clock.monotonic() + seconds)
         return SpanExportResult.FAILURE if left else SpanExportResult.SUCCESS
 
     def _send_all(self, fresh: list[Call], deadline: float) -> int:
@@ -211,7 +233,7 @@ class BucketSpanExporter(SpanExporter):
         calls = self._backlog.take()
         lost = len(calls)
         if calls and not self._health.is_down():
-            deadline = self._clock.monotonic() + self._settings.timeout
+            deadline = self._final_deadline
             lost = 0
             with suppressed_instrumentation():
                 for method in _PHASES:

@@ -167,3 +167,28 @@ def test_processor_retries_waiting_calls_without_new_spans(server: CaptureServer
     assert [r.reply_status for r in server.requests] == [503, 200]
     assert exporter.pending == 0
     provider.shutdown()
+
+
+def test_defer_keeps_calls_for_later_without_sending(server: CaptureServer) -> None:
+    """``defer`` maps spans into the backlog without a request; the next flush sends them."""
+    exporter = BucketSpanExporter("k", endpoint=server.url, timeout=2)
+    try:
+        exporter.defer(make_spans({"enduser.id": "u1", "bucket.event": "Export"}))
+        assert server.requests == []
+        assert exporter.pending == 2
+        assert exporter.force_flush()
+        assert sorted(r.api_method for r in server.requests) == ["event", "user"]
+    finally:
+        exporter.shutdown()
+
+
+def test_export_within_a_short_budget_ends_early(server: CaptureServer) -> None:
+    """``export_within`` ends at its own budget, shorter than ``timeout``, keeping the calls."""
+    server.default = Reply(status=503)
+    exporter = BucketSpanExporter("k", endpoint=server.url, timeout=30)
+    try:
+        result = exporter.export_within(make_spans({"enduser.id": "u1"}), 0.3)
+        assert result is SpanExportResult.FAILURE
+        assert exporter.pending == 1
+    finally:
+        exporter.shutdown_within(0.2)
