@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -15,6 +16,10 @@ __all__ = ["DEFAULT_ENDPOINT", "Settings", "parse_count", "resolve", "resolve_se
 _log = logging.getLogger(__name__)
 
 DEFAULT_ENDPOINT = "https://tracking.bucket.co"
+MAX_TIMEOUT = 3600.0  # seconds; longer waits are surely a mistake (and overflow some waits)
+
+_PASSWORD = re.compile(r"(//[^/@]*:)[^/@]*@")  # user:password@ in a URL
+_KEY_CHARACTERS = re.compile(r"[A-Za-z0-9._~-]+")  # unreserved in a URL: never percent-encoded
 
 _T = TypeVar("_T")
 
@@ -24,7 +29,7 @@ class Settings:
     """Everything the exporter needs, resolved once at construction."""
 
     tracking_key: str
-    endpoint: str
+    endpoint: str  # "" when BUCKET_ENDPOINT is malformed: nothing is sent
     timeout: float
     max_concurrency: int
     dedupe_window: float
@@ -46,18 +51,27 @@ def _key(value: object) -> str:
     key = value.strip()
     if not key:
         raise ValueError("must not be empty")
-    if any(c in key for c in "/?#% \t\r\n"):
-        raise ValueError("must not contain '/', '?', '#', '%' or whitespace")
+    if not _KEY_CHARACTERS.fullmatch(key) or key in (".", ".."):
+        raise ValueError("may hold only letters, digits and '-', '.', '_', '~'")
     return key
 
 
 def _endpoint(value: object) -> str:
     if not isinstance(value, str):
         raise TypeError(f"must be a string, got {type(value).__name__}")
-    parts = urlsplit(value.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError("must be an http:// or https:// URL")
-    return value.strip().rstrip("/")
+    text = value.strip()
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number or too big
+    except ValueError:
+        raise ValueError("must be an http:// or https:// URL with a valid host and port") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL, e.g. https://tracking.bucket.co")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not hold credentials (user:password@)")
+    if parts.query or parts.fragment or "?" in text or "#" in text:
+        raise ValueError("must not have a query or a fragment")
+    return text.rstrip("/")
 
 
 def _number(value: object) -> float:
@@ -69,10 +83,10 @@ def _number(value: object) -> float:
     return number
 
 
-def _positive(value: object) -> float:
+def _timeout(value: object) -> float:
     number = _number(value)
-    if number <= 0:
-        raise ValueError(f"must be > 0, got {value!r}")
+    if not 0 < number <= MAX_TIMEOUT:
+        raise ValueError(f"must be > 0 and at most {MAX_TIMEOUT:g} seconds, got {value!r}")
     return number
 
 
@@ -129,6 +143,25 @@ def resolve(
         return default
 
 
+def _resolve_endpoint(value: object) -> str:
+    """Like ``resolve``, but a malformed ``BUCKET_ENDPOINT`` never falls back to the production
+    endpoint (development data would reach production): it disables sending (``""``)."""
+    if value is not None or not (os.environ.get("BUCKET_ENDPOINT") or "").strip():
+        return resolve("endpoint", value, None, _endpoint, DEFAULT_ENDPOINT)
+    raw = os.environ["BUCKET_ENDPOINT"]
+    try:
+        return _endpoint(raw)
+    except (TypeError, ValueError) as exc:
+        _log.error(
+            "otel-bucket sends nothing: BUCKET_ENDPOINT=%r %s; fix the variable (the production "
+            "endpoint is %s)",
+            _PASSWORD.sub(r"\1***@", raw),
+            exc,
+            DEFAULT_ENDPOINT,
+        )
+        return ""
+
+
 def resolve_settings(
     *,
     tracking_key: object = None,
@@ -154,8 +187,8 @@ def resolve_settings(
         )
     return Settings(
         tracking_key=key,
-        endpoint=resolve("endpoint", endpoint, "BUCKET_ENDPOINT", _endpoint, DEFAULT_ENDPOINT),
-        timeout=resolve("timeout", timeout, "BUCKET_TIMEOUT", _positive, 10.0),
+        endpoint=_resolve_endpoint(endpoint),
+        timeout=resolve("timeout", timeout, "BUCKET_TIMEOUT", _timeout, 10.0),
         max_concurrency=resolve(
             "max_concurrency", max_concurrency, "BUCKET_MAX_CONCURRENCY", parse_count, 8
         ),

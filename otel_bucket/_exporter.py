@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import random
 import threading
+import weakref
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
@@ -11,18 +13,19 @@ import requests
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from otel_bucket._backlog import Backlog
+from otel_bucket._backlog import Backlog, Pending, merge_pending
 from otel_bucket._clock import Clock, SystemClock
 from otel_bucket._config import Settings, resolve_settings
 from otel_bucket._dedupe import Deduper
+from otel_bucket._delivery import Outcomes, Phase, interleave
 from otel_bucket._fork import after_fork_in_child
-from otel_bucket._health import EndpointHealth
-from otel_bucket._mapping import Call, merge_calls, plan_calls
+from otel_bucket._gate import Gate
+from otel_bucket._mapping import plan_calls
 from otel_bucket._pool import WorkerPool, suppressed_instrumentation
 from otel_bucket._redact import forget_secret, redact, register_secret
-from otel_bucket._sender import Outcome, Result, Sender, new_session
+from otel_bucket._report import Reporter
 from otel_bucket._stats import ExporterStats, StatsCounter
-from otel_bucket._throttle import Throttle
+from otel_bucket._transport import NoTransport, SessionTransport, Transport, make_transport
 
 __all__ = ["BucketSpanExporter"]
 
@@ -34,6 +37,13 @@ try:
     _VERSION = version("otel-bucket")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     _VERSION = "0"
+
+
+def _release(pool: WorkerPool, transport: Transport, key: str) -> None:
+    """Free what an exporter holds: at shutdown, or when it is dropped without one."""
+    pool.close()
+    transport.close()
+    forget_secret(key)
 
 
 class BucketSpanExporter(SpanExporter):
@@ -79,14 +89,17 @@ class BucketSpanExporter(SpanExporter):
         self._clock: Clock = clock or SystemClock()
         self._stop = threading.Event()
         self._shut_down = False
-        self._final_deadline = 0.0
-        self._own_session = session is None
+        self._phase: Phase | None = None
+        self._user_session = session
+        self._rng = random.Random()
         self._new_state()
-        self._pool = WorkerPool(self._settings.max_concurrency)
-        self._sender = self._new_sender(
-            session or new_session(self._settings.endpoint, self._settings.max_concurrency)
-        )
         register_secret(self._settings.tracking_key)
+        self._pool = WorkerPool(self._settings.max_concurrency)
+        self._transport = self._new_transport()
+        self._finalizer = weakref.finalize(
+            self, _release, self._pool, self._transport, self._settings.tracking_key
+        )
+        self._finalizer.atexit = False  # at exit, the provider's shutdown drains first
         after_fork_in_child(self, BucketSpanExporter._after_fork)
 
     @property
@@ -101,8 +114,8 @@ class BucketSpanExporter(SpanExporter):
 
     @property
     def pending(self) -> int:
-        """How many calls wait in the backlog for a retry."""
-        return len(self._backlog)
+        """How many calls are not settled yet: waiting for a retry, or being sent now."""
+        return len(self._backlog) + self._sending
 
     def __repr__(self) -> str:
         s = self._settings
@@ -119,8 +132,6 @@ class BucketSpanExporter(SpanExporter):
 
     def export_within(self, spans: Sequence[ReadableSpan], seconds: float) -> SpanExportResult:
         """``export``, ending within ``seconds`` (at most ``timeout``); for a bounded drain."""
-        if self._shut_down:
-            return SpanExportResult.FAILURE
         try:
             with suppressed_instrumentation():
                 return self._export(spans, min(max(seconds, 0.0), self._settings.timeout))
@@ -132,10 +143,12 @@ class BucketSpanExporter(SpanExporter):
         """Map ``spans`` and keep their calls for a later attempt without sending now: for a
         drain whose deadline is spent. Never raises."""
         try:
-            plan = plan_calls(spans)
-            calls = [call for phase in plan.phases for call in phase]
-            self._stats.add(dropped=plan.dropped_events + plan.skipped_spans)
-            self._overflowed(self._backlog.keep(calls))
+            fresh = self._plan(spans)
+            if self._shut_down:
+                self._stats.add(undelivered=len(fresh))
+                self._report.lost(len(fresh), "they were handed over after shutdown")
+            elif fresh:
+                self._keep(fresh)
         except Exception as exc:
             _log.error("otel-bucket could not keep spans: %s", self._redacted(exc))
 
@@ -150,204 +163,188 @@ class BucketSpanExporter(SpanExporter):
             if self._shut_down:
                 return
             self._shut_down = True
+            phase = self._phase
         self._stop.set()
+        if phase is not None:
+            phase.wake()
         seconds = min(max(seconds, 0.0), self._settings.timeout)
-        self._final_deadline = self._clock.monotonic() + seconds
-        # A running export ends quickly now (no more waiting); let it put back what it could
-        # not deliver before the final flush.
+        deadline = self._clock.monotonic() + seconds
+        # A running export ends at once now (no more waiting): let it put back what it could
+        # not deliver before the last attempt.
         got_lock = self._export_lock.acquire(timeout=seconds)
         try:
-            self._final_flush()
+            with suppressed_instrumentation():
+                self._final_flush(deadline, got_lock)
         except Exception as exc:  # never raise out of the provider's shutdown
             _log.error("otel-bucket shutdown failed: %s", self._redacted(exc))
         finally:
             if got_lock:
                 self._export_lock.release()
-            self._pool.close()
-            if self._own_session:
-                self._sender.session.close()
-            forget_secret(self._settings.tracking_key)
+            self._finalizer()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Retry the calls waiting in the backlog now; True when none is left waiting."""
         if self._shut_down:
-            return not self._backlog
+            return self.pending == 0
+        seconds = min(self._settings.timeout, max(timeout_millis, 0) / 1000)
+        if not self._export_lock.acquire(timeout=seconds):
+            return False
         try:
-            with self._export_lock, suppressed_instrumentation():
-                seconds = min(self._settings.timeout, max(timeout_millis, 0) / 1000)
-                self._send_all([], self._clock.monotonic() + seconds)
+            with suppressed_instrumentation():
+                self._send([], self._clock.monotonic() + seconds)
         except Exception as exc:
             _log.error("otel-bucket flush failed: %s", self._redacted(exc))
-        return not self._backlog
+        finally:
+            self._export_lock.release()
+        return self.pending == 0
 
     # -- internals ----------------------------------------------------------------------------
 
     def _redacted(self, exc: BaseException) -> str:
         return redact(f"{type(exc).__name__}: {exc}", self._settings.tracking_key)
 
-    def _export(self, spans: Sequence[ReadableSpan], seconds: float) -> SpanExportResult:
+    def _plan(self, spans: Sequence[ReadableSpan]) -> list[Pending]:
+        """Map and count; return the calls that are not duplicates of recent deliveries."""
         plan = plan_calls(spans)
         if plan.dropped_events:
-            self._warn_events_without_user(plan.dropped_events)
-        fresh = [
-            call for phase in plan.phases for call in phase if not self._dedupe.is_duplicate(call)
-        ]
-        deduplicated = sum(len(phase) for phase in plan.phases) - len(fresh)
-        self._stats.add(dropped=plan.dropped_events + plan.skipped_spans, deduplicated=deduplicated)
-        if self._settings.offline:
-            for call in fresh:
-                _log.debug("offline: would send %s %s", call.method, call.payload)
-            return SpanExportResult.SUCCESS
+            self._report.events_without_user(plan.dropped_events)
+        calls = [call for phase in plan.phases for call in phase]
+        fresh = [Pending(call) for call in calls if not self._dedupe.is_duplicate(call)]
+        dropped = plan.dropped_events + plan.skipped_spans
+        self._stats.add(
+            calls=len(calls) + dropped, dropped=dropped, deduplicated=len(calls) - len(fresh)
+        )
+        return fresh
+
+    def _export(self, spans: Sequence[ReadableSpan], seconds: float) -> SpanExportResult:
+        fresh = self._plan(spans)
+        if self._settings.offline or not self._settings.endpoint:
+            for item in fresh:
+                _log.debug("offline: would send %s %s", item.method, item.call.payload)
+            self._stats.add(**{"dropped" if self._settings.offline else "undelivered": len(fresh)})
+            if not self._settings.offline and fresh:
+                self._report.lost(len(fresh), "BUCKET_ENDPOINT is malformed")
+            return SpanExportResult.SUCCESS if self._settings.offline else SpanExportResult.FAILURE
         with self._export_lock:
             if self._shut_down:  # shutdown overtook us and has flushed already
                 self._stats.add(undelivered=len(fresh))
-                _log.error("otel-bucket lost %d call(s) exported during shutdown", len(fresh))
+                self._report.lost(len(fresh), "they were exported after shutdown")
                 return SpanExportResult.FAILURE
-            left = self._send_all(fresh, self._clock.monotonic() + seconds)
+            left = self._send(fresh, self._clock.monotonic() + seconds)
         return SpanExportResult.FAILURE if left else SpanExportResult.SUCCESS
 
-    def _send_all(self, fresh: list[Call], deadline: float) -> int:
-        """Send the backlog and ``fresh`` phase by phase; keep what failed; return its count."""
-        calls = merge_calls(self._backlog.take() + fresh)
-        failed: list[Call] = []
-        for method in _PHASES:
-            phase = [call for call in calls if call.method == method]
-            results = self._deliver(phase, deadline)
-            failed += self._account(phase, results)
-        if failed:
-            self._overflowed(self._backlog.keep(failed))
-            total = self._not_delivered.ready(len(failed))
-            if total is not None:
-                _log.warning(
-                    "otel-bucket could not deliver %d call(s) to %s yet; %d wait for a retry "
-                    "with the next export",
-                    total,
-                    self._settings.endpoint,
-                    len(self._backlog),
-                )
-        return len(failed)
+    def _keep(self, items: Sequence[Pending]) -> None:
+        """Hold undelivered calls for later; count what a full backlog gives up."""
+        overflow = self._backlog.keep(items)
+        if overflow:
+            self._stats.add(undelivered=len(overflow))
+            self._report.lost(len(overflow), "the backlog of undelivered calls is full")
 
-    def _final_flush(self) -> None:
+    def _send(self, fresh: list[Pending], deadline: float, *, last_chance: bool = False) -> int:
+        """Send what waits and ``fresh``, phase by phase; keep what failed; return its count."""
+        waiting, merged = merge_pending(self._backlog.take() + fresh)
+        due = [item for item in waiting if item.not_before < deadline]
+        self._stats.add(deduplicated=merged)
+        self._keep([item for item in waiting if item.not_before >= deadline])
+        self._sending = len(due)
+        kept = 0
+        try:
+            for method in _PHASES:
+                items = [item for item in due if item.method == method]
+                old = [item for item in items if item.attempts]
+                new = [item for item in items if not item.attempts]
+                outcomes = self._new_phase(interleave(old, new), deadline, last_chance).run(
+                    self._pool
+                )
+                if not last_chance:
+                    self._keep(outcomes.kept)
+                self._sending -= len(items)
+                kept += len(outcomes.kept)
+                self._account(outcomes, items)
+        finally:
+            with self._lock:
+                self._phase = None
+            self._sending = 0
+        if kept and not last_chance:
+            self._report.not_delivered_yet(kept, len(self._backlog), self._gate.last_error)
+        return kept
+
+    def _new_phase(self, items: list[Pending], deadline: float, last_chance: bool) -> Phase:
+        phase = Phase(
+            items,
+            deadline=deadline,
+            transport=self._transport,
+            gate=self._gate,
+            clock=self._clock,
+            stop=self._stop,
+            rng=self._rng,
+            last_chance=last_chance,
+        )
+        with self._lock:
+            self._phase = phase
+        if self._stop.is_set() and not last_chance:
+            phase.wake()
+        return phase
+
+    def _account(self, outcomes: Outcomes, items: list[Pending]) -> None:
+        delivered = {id(item) for item in outcomes.delivered}
+        for item in items:  # in the order the calls were made: the memory is least-recent-first
+            if id(item) in delivered:
+                self._dedupe.remember(item.call)
+        lost = len(outcomes.given_up) + len(outcomes.misdirected)
+        self._stats.add(
+            delivered=len(outcomes.delivered),
+            rejected=len(outcomes.rejected),
+            retried=outcomes.retries,
+            dropped=len(outcomes.unsendable),
+            undelivered=lost,
+        )
+        if outcomes.rejected:
+            self._report.rejected(outcomes.rejected)
+        if outcomes.misdirected:
+            self._report.misdirected(outcomes.misdirected)
+        if outcomes.given_up:
+            self._report.given_up(outcomes.given_up)
+
+    def _final_flush(self, deadline: float, got_lock: bool) -> None:
         """One attempt for every waiting call, unless the endpoint is known to be down; then one
         error line with everything lost that was not reported yet."""
-        calls = self._backlog.take()
-        lost = len(calls)
-        if calls and not self._health.is_down():
-            deadline = self._final_deadline
-            lost = 0
-            with suppressed_instrumentation():
-                for method in _PHASES:
-                    phase = [call for call in calls if call.method == method]
-                    results = self._pool.map(
-                        lambda c: self._sender.send(c, deadline, last_chance=True), phase
-                    )
-                    lost += len(self._account(phase, results))
+        lost = 0
+        if got_lock:
+            if len(self._backlog) and self._settings.endpoint and not self._gate.is_down():
+                lost = self._send([], deadline, last_chance=True)
+            lost += len(self._backlog.take())  # not tried: endpoint down, or Retry-After
+        else:  # an export still runs past its deadline: what it holds is lost with the process
+            lost = self.pending
         self._stats.add(undelivered=lost)
-        lost += self._overflow.flush()  # already counted; not yet reported
-        if lost:
-            _log.error("otel-bucket lost %d call(s) that could not be delivered", lost)
+        cause = self._gate.last_error or "no attempt could be made before the deadline"
+        self._report.final(lost, f"the endpoint did not take them ({cause})")
 
-    def _overflowed(self, count: int) -> None:
-        """Count the calls a full backlog gave up; report them at most once a minute."""
-        if count:
-            self._stats.add(undelivered=count)
-            total = self._overflow.ready(count)
-            if total is not None:
-                _log.error(
-                    "otel-bucket lost %d call(s) that could not be delivered: the backlog of "
-                    "undelivered calls is full",
-                    total,
-                )
-
-    def _deliver(self, calls: list[Call], deadline: float) -> list[Result | None]:
-        """Send one phase; while the endpoint is down, one probe call decides for the rest."""
-        if not calls:
-            return []
-        if self._health.probe_due():
-            probe = self._sender.send(calls[0], self._health.probe_deadline(deadline))
-            self._health.observe([probe])
-            if self._health.is_down():
-                return [probe, *self._skipped(len(calls) - 1)]
-            rest = self._pool.map(lambda c: self._sender.send(c, deadline), calls[1:])
-            return [probe, *rest]
-        if self._health.is_down():
-            return self._skipped(len(calls))
-        results = self._pool.map(lambda c: self._sender.send(c, deadline), calls)
-        self._health.observe(results)
-        return results
-
-    @staticmethod
-    def _skipped(count: int) -> list[Result | None]:
-        return [Result(Outcome.UNDELIVERED, reason="endpoint down")] * count
-
-    def _account(self, calls: list[Call], results: list[Result | None]) -> list[Call]:
-        """Count the results; return the calls that are still undelivered."""
-        delivered = rejected = retried = dropped = 0
-        failed: list[Call] = []
-        key_rejected: Result | None = None
-        for call, result in zip(calls, results, strict=True):
-            if result is None:  # sending it raised (logged by the pool): retrying would again
-                dropped += 1
-                continue
-            outcome = result.outcome
-            retried += result.retries
-            if outcome is Outcome.DELIVERED:
-                delivered += 1
-                self._dedupe.remember(call)
-            elif outcome is Outcome.REJECTED:
-                rejected += 1
-                if result.status in (401, 403, 404):
-                    key_rejected = result
-            else:
-                failed.append(call)
-        if key_rejected is not None:
-            _log.error(
-                "otel-bucket: tracking key rejected by %s (HTTP %s); check BUCKET_TRACKING_KEY",
-                self._settings.endpoint,
-                key_rejected.status,
-            )
-        self._stats.add(delivered=delivered, rejected=rejected, retried=retried, dropped=dropped)
-        return failed
-
-    def _warn_events_without_user(self, count: int) -> None:
-        suppressed = self._no_user_warning.ready(count)
-        if suppressed is not None:
-            _log.warning(
-                "otel-bucket dropped %d span(s) with bucket.event but no enduser.id/user.id: "
-                "the Tracking API requires a user for every event",
-                suppressed,
-            )
-
-    def _new_sender(self, session: requests.Session) -> Sender:
+    def _new_transport(self) -> Transport:
+        s = self._settings
         headers = {"Content-Type": "application/json", "User-Agent": f"otel-bucket/{_VERSION}"}
-        return Sender(
-            self._settings.endpoint,
-            self._settings.tracking_key,
-            session,
-            headers,
-            self._clock,
-            self._stop,
-        )
+        if self._user_session is not None:
+            return SessionTransport(
+                self._user_session, s.endpoint, s.tracking_key, headers, own=False
+            )
+        if not s.endpoint:  # malformed BUCKET_ENDPOINT: nothing is ever sent
+            return NoTransport()
+        return make_transport(s.endpoint, s.tracking_key, headers, s.max_concurrency)
 
     def _new_state(self) -> None:
         """Locks, counters and memories: fresh at construction and in a forked child."""
         clock = self._clock.monotonic
-        self._lock = threading.Lock()  # guards _shut_down
+        self._lock = threading.Lock()  # guards _shut_down and _phase
         self._export_lock = threading.Lock()  # one delivery at a time; shutdown waits for it
-        self._stats = StatsCounter()
+        self._phase = None
+        self._sending = 0
+        self._stats: StatsCounter = StatsCounter()
         self._dedupe = Deduper(self._settings.dedupe_window, self._settings.dedupe_size, clock)
-        self._health = EndpointHealth(clock)
-        self._backlog = Backlog()
-        self._no_user_warning = Throttle(60.0, clock)
-        self._not_delivered = Throttle(60.0, clock)
-        self._overflow = Throttle(60.0, clock)
+        self._gate: Gate = Gate(clock, self._settings.max_concurrency)
+        self._backlog: Backlog = Backlog()
+        self._report: Reporter = Reporter(self._settings.endpoint, clock)
 
     def _after_fork(self) -> None:
-        # The child starts its own history: the parent keeps (and retries) what it holds, and
-        # the parent's connections must not be shared, so the child builds its own session (a
-        # session the user passed in stays theirs to manage).
+        # The child starts its own history: the parent keeps (and retries) what it holds. The
+        # transport and the pool open their own connections and threads in the child.
         self._new_state()
-        if self._own_session:
-            self._sender = self._new_sender(
-                new_session(self._settings.endpoint, self._settings.max_concurrency)
-            )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -81,10 +82,18 @@ def format_timestamp(epoch_ns: int) -> str | None:
     return utc_iso(_EPOCH + timedelta(seconds=seconds, microseconds=rest // 1000))
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _valid(text: str) -> str:
+    """``text`` with lone surrogates (which no UTF-8 body can carry) replaced by U+FFFD."""
+    return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
+
+
 def _text(value: object) -> str | None:
     """``str(value)``, or None where it cannot be printed (an int of over 4,300 digits)."""
     try:
-        return str(value)
+        return _valid(str(value))
     except ValueError:
         return None
 
@@ -107,7 +116,9 @@ def _value(value: object) -> Scalar | None:
         return value if math.isfinite(value) else None
     if isinstance(value, int) and not isinstance(value, bool):
         return value if _text(value) is not None else None  # JSON must be able to print it
-    if isinstance(value, str | bool):
+    if isinstance(value, str):
+        return _valid(value)
+    if isinstance(value, bool):
         return value
     if isinstance(value, Sequence) and not isinstance(value, bytes | bytearray):
         texts = (_text(item) for item in value if item is not None)
@@ -120,7 +131,7 @@ def _prefixed(attributes: Mapping[str, object], prefix: str, skip: str = "") -> 
     for key, raw in attributes.items():
         if not isinstance(key, str) or not key.startswith(prefix):
             continue
-        name = key[len(prefix) :]
+        name = _valid(key[len(prefix) :])
         if not name or name == skip:
             continue
         value = _value(raw)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from urllib.parse import quote
 
-__all__ = ["REDACTED", "forget_secret", "redact", "register_secret"]
+__all__ = ["REDACTED", "clean", "forget_secret", "redact", "redact_all", "register_secret"]
 
 REDACTED = "***"
 
@@ -14,14 +15,28 @@ _secrets: dict[str, int] = {}  # key -> number of live exporters using it
 
 
 def redact(text: str, secret: str) -> str:
-    """``text`` with every occurrence of ``secret`` replaced."""
-    return text.replace(secret, REDACTED) if secret else text
+    """``text`` with every occurrence of ``secret`` (as is, and percent-encoded) replaced."""
+    if not secret:
+        return text
+    text = text.replace(secret, REDACTED)
+    quoted = quote(secret, safe="")
+    return text.replace(quoted, REDACTED) if quoted != secret else text
 
 
-def _redact_all(text: str) -> str:
+def redact_all(text: str) -> str:
+    """``text`` with every registered key replaced."""
     for secret in list(_secrets):
-        text = text.replace(secret, REDACTED)
+        text = redact(text, secret)
     return text
+
+
+def clean(text: str, limit: int = 200) -> str:
+    """At most ``limit`` characters of a server's text, fit for one log line: line breaks and
+    other control characters escaped, so a body cannot forge log records; keys redacted."""
+    text = text[:limit]
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return redact_all(text)
 
 
 class _UrlFilter(logging.Filter):
@@ -31,10 +46,10 @@ class _UrlFilter(logging.Filter):
         if not _secrets:
             return True
         if isinstance(record.msg, str):
-            record.msg = _redact_all(record.msg)
+            record.msg = redact_all(record.msg)
         if isinstance(record.args, tuple):
             record.args = tuple(
-                _redact_all(arg) if isinstance(arg, str) else arg for arg in record.args
+                redact_all(arg) if isinstance(arg, str) else arg for arg in record.args
             )
         return True
 

@@ -10,8 +10,15 @@ __all__ = ["ExporterStats", "StatsCounter"]
 
 @dataclass(frozen=True)
 class ExporterStats:
-    """Counts of calls since the exporter was built (a snapshot; it does not change)."""
+    """Counts of calls since the exporter was built (a snapshot; it does not change).
 
+    Every call is in exactly one place: ``calls == delivered + rejected + deduplicated +
+    dropped + undelivered + pending``.
+    """
+
+    calls: int = 0
+    """Calls made from spans (after merging within an export), plus spans that could not
+    become one (events without a user, unreadable spans)."""
     delivered: int = 0
     """Calls the API accepted (2xx)."""
     rejected: int = 0
@@ -19,13 +26,16 @@ class ExporterStats:
     retried: int = 0
     """Retry attempts made (a call retried twice counts 2)."""
     deduplicated: int = 0
-    """User and company calls not sent because an identical one was delivered recently."""
+    """User and company calls not sent because an identical one was delivered recently, or
+    merged into a newer one for the same ids while waiting."""
     dropped: int = 0
-    """Calls that could not be made: events without a user, spans that could not be read."""
+    """Calls that could not be made or sent: events without a user, spans that could not be
+    read, calls logged instead of sent in offline mode."""
     undelivered: int = 0
-    """Calls given up on: still undelivered at shutdown, or pushed out of a full backlog."""
+    """Calls given up on: still undelivered at shutdown, pushed out of a full backlog, failing
+    again and again while other calls got through, or answered with a redirect."""
     pending: int = 0
-    """Calls an export could not deliver, waiting to be retried with the next export."""
+    """Calls not settled yet: waiting for a retry, or being sent right now."""
 
 
 class StatsCounter:

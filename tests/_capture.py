@@ -47,7 +47,7 @@ class Captured:
 class CaptureServer:
     """Records requests; answers from a script of `Reply`s, then with `default`."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.requests: list[Captured] = []
         self.default = Reply()
         self._script: deque[Reply] = deque()
@@ -91,7 +91,7 @@ class CaptureServer:
             def handle_error(self, request: Any, client_address: Any) -> None:
                 pass  # clients that give up (timeouts, shutdown) are part of the tests
 
-        self._httpd = Server(("127.0.0.1", 0), Handler)
+        self._httpd = Server(("127.0.0.1", port), Handler)
         self.port = self._httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)

@@ -9,12 +9,13 @@ import pytest
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from otel_bucket import BucketSpanExporter
-from otel_bucket._backlog import Backlog
+from otel_bucket._backlog import Backlog, Pending
 from otel_bucket._mapping import Call, merge_calls
 from tests._capture import CaptureServer, Reply
 from tests._spans import FakeClock, make_spans
 
-BUSY = Reply(503, headers={"Retry-After": "999"})  # longer than any deadline: fails at once
+BUSY = Reply(503, headers={"Retry-After": "30"})  # beyond the deadline: kept at once
+AFTER_BUSY = 31.0  # seconds the fake clock must move before the endpoint may be called again
 
 
 @pytest.fixture
@@ -45,13 +46,14 @@ def _busy_once(marker: bytes) -> object:
 
 
 def test_failed_calls_go_out_with_the_next_export(
-    server: CaptureServer, exporter: BucketSpanExporter
+    server: CaptureServer, exporter: BucketSpanExporter, clock: FakeClock
 ) -> None:
     """An event that failed is delivered by the next export, with its original timestamp."""
     server.route(_busy_once(b"Early"))
     first = make_spans({"enduser.id": "u", "bucket.event": "Early"})
     assert exporter.export(first) is SpanExportResult.FAILURE
     assert exporter.stats.pending == 1
+    clock.advance(AFTER_BUSY)
     later = make_spans({"enduser.id": "u", "bucket.event": "Late"})
     assert exporter.export(later) is SpanExportResult.SUCCESS
     events = {e["event"]: e["timestamp"] for e in server.calls("event")}  # sent concurrently
@@ -60,22 +62,26 @@ def test_failed_calls_go_out_with_the_next_export(
     assert exporter.stats.pending == 0
 
 
-def test_backlog_keeps_the_phase_order(server: CaptureServer, exporter: BucketSpanExporter) -> None:
+def test_backlog_keeps_the_phase_order(
+    server: CaptureServer, exporter: BucketSpanExporter, clock: FakeClock
+) -> None:
     """A waiting event still goes after the next export's user call."""
     server.route(_busy_once(b"Old"))
     exporter.export(make_spans({"enduser.id": "u", "bucket.event": "Old"}))
+    clock.advance(AFTER_BUSY)
     exporter.export(make_spans({"enduser.id": "v"}))
     answered = [r.api_method for r in server.requests if r.reply_status == 200]
     assert answered == ["user", "user", "event"]
 
 
 def test_shutdown_gives_waiting_calls_one_last_attempt(
-    server: CaptureServer, exporter: BucketSpanExporter
+    server: CaptureServer, exporter: BucketSpanExporter, clock: FakeClock
 ) -> None:
     """At shutdown, calls in the backlog are tried once more and delivered if the API answers."""
     server.script(BUSY)
     exporter.export(make_spans({"enduser.id": "u"}))
     assert exporter.stats.pending == 1
+    clock.advance(AFTER_BUSY)
     exporter.shutdown()
     assert [c["userId"] for c in server.calls("user")] == ["u"]
     assert exporter.stats.delivered == 1
@@ -100,11 +106,13 @@ def test_shutdown_with_the_endpoint_down_logs_the_loss(
 
 
 def test_force_flush_retries_the_backlog(
-    server: CaptureServer, exporter: BucketSpanExporter
+    server: CaptureServer, exporter: BucketSpanExporter, clock: FakeClock
 ) -> None:
     """force_flush sends the waiting calls now and says whether any is left."""
     server.script(BUSY)
     exporter.export(make_spans({"enduser.id": "u"}))
+    assert exporter.force_flush() is False  # the endpoint asked for 30 s of quiet
+    clock.advance(AFTER_BUSY)
     assert exporter.force_flush() is True
     assert exporter.stats.pending == 0
     assert len(server.calls("user")) == 1
@@ -127,9 +135,10 @@ def test_backlog_unit_bounds_and_order() -> None:
     """Backlog.keep drops the oldest past the limit; take empties it in order."""
     backlog = Backlog(limit=3)
     calls = [Call("event", {"event": str(i), "userId": "u", "timestamp": "t"}) for i in range(5)]
-    assert backlog.keep(calls[:2]) == 0
-    assert backlog.keep(calls[2:]) == 2
-    assert [c.payload["event"] for c in backlog.take()] == ["2", "3", "4"]
+    items = [Pending(call) for call in calls]
+    assert backlog.keep(items[:2]) == []
+    assert backlog.keep(items[2:]) == items[:2]
+    assert [item.call.payload["event"] for item in backlog.take()] == ["2", "3", "4"]
     assert len(backlog) == 0
 
 
@@ -158,15 +167,15 @@ def test_processor_retries_waiting_calls_without_new_spans(server: CaptureServer
 
     from otel_bucket import BucketSpanProcessor
 
-    server.script(BUSY)
-    exporter = BucketSpanExporter("k", endpoint=server.url)
+    server.script(Reply(503))
+    exporter = BucketSpanExporter("k", endpoint=server.url, timeout=0.2)  # < the first backoff
     provider = TracerProvider(shutdown_on_exit=False)
     provider.add_span_processor(BucketSpanProcessor(exporter, schedule_delay_millis=20))
     provider.get_tracer("t").start_span("s", attributes={"enduser.id": "u"}).end()
     server.wait_for(2)  # the 503, then the retry from a tick that had no span to export
     assert [r.reply_status for r in server.requests] == [503, 200]
-    assert exporter.pending == 0
     provider.shutdown()
+    assert (exporter.stats.delivered, exporter.stats.undelivered) == (1, 0)
 
 
 def test_defer_keeps_calls_for_later_without_sending(server: CaptureServer) -> None:

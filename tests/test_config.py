@@ -64,7 +64,7 @@ def test_precedence(
         ("BUCKET_MAX_CONCURRENCY", "2.5", "max_concurrency", 8),
         ("BUCKET_DEDUPE_WINDOW", "nan", "dedupe_window", 60.0),
         ("BUCKET_OFFLINE", "maybe", "offline", False),
-        ("BUCKET_ENDPOINT", "ftp://x", "endpoint", "https://tracking.bucket.co"),
+        ("BUCKET_TIMEOUT", "1e10", "timeout", 10.0),
     ],
 )
 def test_malformed_environment_warns_and_uses_default(
@@ -96,11 +96,22 @@ def test_malformed_environment_warns_and_uses_default(
         ("max_concurrency", True, TypeError),
         ("dedupe_window", -5, ValueError),
         ("dedupe_size", 0, ValueError),
+        ("timeout", 1e10, ValueError),
         ("endpoint", "tracking.bucket.co", ValueError),
+        ("endpoint", "127.0.0.1:8787", ValueError),
+        ("endpoint", "http://user:password@example.com", ValueError),
+        ("endpoint", "https://example.com/#frag", ValueError),
+        ("endpoint", "https://example.com/?q=1", ValueError),
+        ("endpoint", "http://example.com:99999", ValueError),
         ("endpoint", 5, TypeError),
         ("offline", "perhaps", ValueError),
         ("tracking_key", "", ValueError),
         ("tracking_key", "a/b", ValueError),
+        ("tracking_key", ".", ValueError),
+        ("tracking_key", "..", ValueError),
+        ("tracking_key", "tr\u00e91", ValueError),
+        ("tracking_key", 'a"<>\\|{}^[]', ValueError),
+        ("tracking_key", "a%2Fb", ValueError),
         ("tracking_key", 123, TypeError),
     ],
 )
@@ -157,3 +168,27 @@ def test_malformed_environment_key_is_not_logged(
         BucketSpanExporter()
     assert "sekrit" not in caplog.text
     assert "BUCKET_TRACKING_KEY" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "bad", ["127.0.0.1:8787", "ftp://x", "http://u:secret@127.0.0.1:9", "http://127.0.0.1:9/#x"]
+)
+def test_malformed_environment_endpoint_sends_nothing_and_says_so(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, bad: str
+) -> None:
+    """A malformed BUCKET_ENDPOINT never falls back to production: one ERROR, nothing sent."""
+    from tests._spans import make_spans
+
+    monkeypatch.setenv("BUCKET_ENDPOINT", bad)
+    with caplog.at_level(logging.ERROR, logger="otel_bucket"):
+        exporter = BucketSpanExporter("k")
+    [error] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert "BUCKET_ENDPOINT" in error and "secret" not in error
+    assert bad.replace("secret", "***") in error
+    assert exporter.settings.endpoint == ""
+    assert "tracking.bucket.co" not in repr(exporter)
+    result = exporter.export(make_spans({"enduser.id": "u", "bucket.event": "E"}))
+    assert result.name == "FAILURE"
+    exporter.shutdown()
+    stats = exporter.stats
+    assert (stats.delivered, stats.undelivered, stats.calls) == (0, 2, 2)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import socket
+from collections.abc import Callable, Iterator
 
 import pytest
 from opentelemetry.sdk.trace.export import SpanExportResult
@@ -19,11 +20,33 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def exporter(server: CaptureServer, clock: FakeClock) -> Iterator[BucketSpanExporter]:
-    """An exporter on the capture server with a fake clock."""
-    exp = BucketSpanExporter("k", endpoint=server.url, clock=clock, timeout=10)
+def port() -> int:
+    """A loopback port nobody listens on (yet): connections are refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def exporter(port: int, clock: FakeClock) -> Iterator[BucketSpanExporter]:
+    """An exporter on ``port`` with a fake clock."""
+    exp = BucketSpanExporter("k", endpoint=f"http://127.0.0.1:{port}", clock=clock, timeout=10)
     yield exp
     exp.shutdown()
+
+
+@pytest.fixture
+def revived(port: int) -> Iterator[Callable[[], CaptureServer]]:
+    """Starts a capture server on ``port`` when called: the endpoint comes back."""
+    started: list[CaptureServer] = []
+
+    def start() -> CaptureServer:
+        started.append(CaptureServer(port=port))
+        return started[-1]
+
+    yield start
+    for srv in started:
+        srv.close()
 
 
 def _users(*names: str) -> list:  # type: ignore[type-arg]
@@ -31,39 +54,46 @@ def _users(*names: str) -> list:  # type: ignore[type-arg]
 
 
 def test_unreachable_endpoint_makes_later_exports_fail_fast(
-    server: CaptureServer, exporter: BucketSpanExporter, clock: FakeClock
+    exporter: BucketSpanExporter, clock: FakeClock, revived: Callable[[], CaptureServer]
 ) -> None:
     """After an export found no answer, the next one sends nothing until a probe is due."""
-    server.default = Reply(drop=True)
     assert exporter.export(_users("a")) is SpanExportResult.FAILURE
-    tried = len(server.requests)
-    assert tried >= 2
+    server = revived()  # it answers now, but no probe is due yet
     assert exporter.export(_users("b", "c")) is SpanExportResult.FAILURE
-    assert len(server.requests) == tried
+    assert server.requests == []
     assert exporter.stats.pending == 3
+    assert clock.waits == []
 
 
-def test_one_probe_call_decides_for_the_batch(
-    server: CaptureServer, exporter: BucketSpanExporter, clock: FakeClock
-) -> None:
+def test_one_probe_call_decides_for_the_batch(clock: FakeClock) -> None:
     """When a probe is due, only one call is tried; the rest fail fast if it gets no answer."""
-    server.default = Reply(drop=True)
-    exporter.export(_users("a"))
-    before = len(server.requests)
-    clock.advance(5)
-    exporter.export(_users("p", "q", "r"))
-    probed = {r.json["userId"] for r in server.requests[before:]}
-    assert len(probed) == 1
-    assert exporter.stats.pending == 4
+    with socket.socket() as silent:  # accepts connections (kernel backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        exporter = BucketSpanExporter("k", endpoint=url, clock=clock, timeout=0.3)
+        exporter.export(_users("a"))  # no answer before the deadline: down
+        clock.advance(5)
+        exporter.export(_users("p", "q", "r"))
+        assert exporter.stats.pending == 4
+        exporter.shutdown()  # the endpoint is down: no last attempt
+        silent.settimeout(0)
+        connections = 0
+        while True:
+            try:
+                silent.accept()[0].close()
+            except BlockingIOError:
+                break
+            connections += 1
+    assert connections == 2  # "a", then the one probe
 
 
 def test_delivery_resumes_when_the_endpoint_answers_again(
-    server: CaptureServer, exporter: BucketSpanExporter, clock: FakeClock
+    exporter: BucketSpanExporter, clock: FakeClock, revived: Callable[[], CaptureServer]
 ) -> None:
     """Once a probe gets an answer, the whole batch is delivered and fast-fail ends."""
-    server.default = Reply(drop=True)
     exporter.export(_users("a"))
-    server.default = Reply()
+    server = revived()
     clock.advance(5)
     assert exporter.export(_users("p", "q", "r")) is SpanExportResult.SUCCESS
     assert exporter.export(_users("s")) is SpanExportResult.SUCCESS
@@ -72,27 +102,29 @@ def test_delivery_resumes_when_the_endpoint_answers_again(
 
 
 def test_http_errors_do_not_count_as_unreachable(
-    server: CaptureServer, exporter: BucketSpanExporter
+    clock: FakeClock, revived: Callable[[], CaptureServer], port: int
 ) -> None:
-    """An endpoint that answers 503 is up: the next export tries every call again."""
-    server.default = Reply(503, headers={"Retry-After": "999"})
+    """An endpoint that answers a few 503s is up: the next export tries its calls at once."""
+    server = revived()
+    server.script(*[Reply(503)] * 3)
+    exporter = BucketSpanExporter("k", endpoint=server.url, clock=clock, timeout=0.2)
     exporter.export(_users("a"))
     exporter.export(_users("b", "c"))
+    exporter.shutdown()
     assert {r.json["userId"] for r in server.requests} == {"a", "b", "c"}
 
 
 def test_probe_interval_grows_while_the_endpoint_stays_down(
-    server: CaptureServer, exporter: BucketSpanExporter, clock: FakeClock
+    exporter: BucketSpanExporter, clock: FakeClock, revived: Callable[[], CaptureServer]
 ) -> None:
-    """Failed probes back off: the second probe comes later than the first."""
-    server.default = Reply(drop=True)
+    """Failed probes back off: after a failed probe at 2 s, the next is not due 2 s later."""
     exporter.export(_users("a"))
     clock.advance(2.5)
-    exporter.export(_users("first-probe"))
-    count = len(server.requests)
+    exporter.export(_users("first-probe"))  # refused: the next probe waits 4 s
+    server = revived()
     clock.advance(2.5)
     exporter.export(_users("too-early"))
-    assert len(server.requests) == count
+    assert server.requests == []
     clock.advance(10)
     exporter.export(_users("second-probe"))
-    assert len(server.requests) > count
+    assert len(server.calls("user")) == 4
