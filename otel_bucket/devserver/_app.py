@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from otel_bucket._schema import METHODS, SchemaError, parse_body, parse_timestamp, validate_call
+from otel_bucket.devserver._masking import mask_key, mask_path
 from otel_bucket.devserver._store import Adoption, Call, Store, utc_iso
 
 __all__ = ["Answer", "Snapshot", "TrackingApp", "format_line"]
@@ -102,10 +103,12 @@ class TrackingApp:
         """Answer ``POST path`` with body ``raw``."""
         parts = path.split("?", 1)[0].strip("/").split("/")
         if len(parts) != 2 or not all(parts):
-            return self._record("", "?", 404, raw, [f"no such path {path!r}: {_USAGE}"])
+            reason = f"no such path {mask_path(path)!r}: {_USAGE}"
+            return self._record("", "?", 404, raw, [reason])
         key, method = parts
         if self.tracking_key is not None and key != self.tracking_key:
-            return self._record(key, method, 404, raw, [f"unknown tracking key {_mask(key)!r}"])
+            reason = f"unknown tracking key {mask_key(key)!r}"
+            return self._record(key, method, 404, raw, [reason])
         if method not in METHODS:
             return self._record(key, method, 400, raw, validate_call(method, {}))
         method = "event" if method == "events" else method
@@ -120,11 +123,11 @@ class TrackingApp:
             return self._record(key, method, 400, raw, [str(exc)])
         problems = validate_call(method, payload)
         if problems:
-            return self._record(key, method, 400, payload, problems)
+            return self._record(key, method, 400, raw, problems)
         if self.fail_rate and self._roll():
             reason = f"simulated failure (--fail-rate {self.fail_rate:g}): retry the call"
-            return self._record(key, method, 500, payload, [reason])
-        return self._record(key, method, 200, payload, [], _timestamp(payload))
+            return self._record(key, method, 500, raw, [reason])
+        return self._record(key, method, 200, raw, [], _timestamp(payload))
 
     def snapshot(self, limit: int = 50) -> Snapshot:
         """The counts, the adoption table and the ``limit`` most recent calls and rejections."""
@@ -144,20 +147,15 @@ class TrackingApp:
         key: str,
         method: str,
         status: int,
-        body: Any,
+        raw: bytes,
         reasons: list[str],
         timestamp: str | None = None,
     ) -> Answer:
-        if isinstance(body, bytes):  # not parsed yet: keep the JSON if it is, for the record
-            try:
-                body = parse_body(body)
-            except SchemaError:
-                body = body.decode("utf-8", errors="replace")
         call = self.store.add(
             tracking_key=key,
             method=method,
             status=status,
-            body=body,
+            body=raw,
             reasons=reasons,
             timestamp=timestamp,
         )
@@ -172,11 +170,6 @@ def _timestamp(payload: Any) -> str | None:
     value = payload.get("timestamp") if isinstance(payload, dict) else None
     moment = parse_timestamp(value) if isinstance(value, str) else None
     return utc_iso(moment) if moment else None
-
-
-def _mask(key: str) -> str:
-    # The terminal and the page may be shared on screen; a key is enough to tell apart by its start.
-    return key if len(key) <= 8 else key[:4] + "..."
 
 
 def _log_call(call: Call) -> None:

@@ -12,6 +12,7 @@ from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
 from otel_bucket.devserver._app import TrackingApp
+from otel_bucket.devserver._masking import mask_path, mask_text
 from otel_bucket.devserver._page import render_page
 
 __all__ = ["DevHTTPServer"]
@@ -25,6 +26,8 @@ class DevHTTPServer(ThreadingHTTPServer):
     """Serves one `TrackingApp`; remembers open connections so `close_connections` can end them."""
 
     daemon_threads = True
+    # The default backlog of 5 resets connections when a hundred clients connect at once.
+    request_queue_size = 1024
 
     def __init__(self, address: tuple[str, int], app: TrackingApp) -> None:
         self.app = app
@@ -69,7 +72,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("devserver: %s", format % args)
+            text = format % args
+            path = getattr(self, "path", "")
+            logger.debug("devserver: %s", mask_text(text, path) if path else text)
 
     def do_POST(self) -> None:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
@@ -87,7 +92,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             answer = self.server.app.post(self.path, self.headers.get("Content-Type"), raw)
         except Exception as exc:  # e.g. the disk is full: say so, keep serving
-            logger.exception("devserver: cannot handle POST %s", self.path)
+            logger.exception("devserver: cannot handle POST %s", mask_path(self.path))
             self._reply_json(500, {"success": False, "errors": [f"devserver error: {exc}"]})
             return
         self._reply_json(answer.status, answer.body)

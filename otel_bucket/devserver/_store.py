@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from otel_bucket._mapping import utc_iso
-from otel_bucket._schema import SchemaError, parse_body
+from otel_bucket._schema import MAX_DEPTH, SchemaError, json_problem, parse_body
+from otel_bucket.devserver._masking import mask_key
 
 __all__ = ["DEFAULT_DB", "Adoption", "Call", "Store", "StoreError", "utc_iso"]
 
@@ -53,7 +54,7 @@ class Call:
 
     id: int
     received_at: str
-    tracking_key: str
+    tracking_key: str = field(repr=False)  # the full key stays in-process; to_json masks it
     method: str
     status: int
     user_id: str | None
@@ -69,6 +70,7 @@ class Call:
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
+        data["tracking_key"] = mask_key(self.tracking_key)
         data["accepted"] = self.accepted
         return data
 
@@ -141,19 +143,24 @@ class Store:
         reasons: list[str] | None = None,
         timestamp: str | None = None,
     ) -> Call:
-        """Record one answered call and return it as stored."""
+        """Record one answered call and return it as stored.
+
+        Args:
+            body: the raw request body (bytes), or a JSON value or text to keep. JSON that could
+                not be echoed back safely (too deep, lone surrogates) is kept as text.
+        """
         received = utc_iso(datetime.now(timezone.utc))
-        fields = body if isinstance(body, dict) else {}
+        parsed, text = _body_to_store(body)
+        fields = parsed if isinstance(parsed, dict) else {}
         user_id, company_id, event = (
             _text(fields.get(k)) for k in ("userId", "companyId", "event")
         )
-        text = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False)
         if reasons:
             text = text[:_MAX_BODY_CHARS]
         row = (
             received,
-            tracking_key,
-            method,
+            _clean(tracking_key),
+            _clean(method),
             status,
             user_id,
             company_id,
@@ -239,16 +246,50 @@ class Store:
             return self._db.execute(sql, params).fetchall()
 
 
+def _clean(text: str) -> str:
+    # SQLite (and every reader after it) needs UTF-8: a lone surrogate is kept as its escape.
+    return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
+    return _clean(value) if isinstance(value, str) else None
+
+
+def _echoable(value: Any) -> bool:
+    # A whole body nests one level above its attributes object.
+    return json_problem(value, MAX_DEPTH + 1) is None
+
+
+def _body_to_store(body: Any) -> tuple[Any, str]:
+    """The parsed body (None when it is not JSON) and the text to store for it."""
+    if isinstance(body, bytes):
+        text = _clean(body.decode("utf-8", errors="replace"))
+        try:
+            parsed = parse_body(body)
+        except SchemaError:
+            return None, text
+        if not _echoable(parsed):
+            return parsed, text
+    elif isinstance(body, str):
+        return None, _clean(body)
+    else:
+        parsed = body
+        if not _echoable(parsed):
+            return parsed, f"<{type(body).__name__} that is not JSON to echo>"
+    return parsed, json.dumps(parsed, ensure_ascii=False)
+
+
+def load_stored(text: str) -> Any:
+    """A stored body as JSON when it is safe to echo (any devserver version wrote it), else text."""
+    try:
+        parsed = parse_body(text.encode("utf-8", errors="replace"))
+    except SchemaError:  # a rejected body that was not JSON, or was cut short: keep the text
+        return text
+    return parsed if _echoable(parsed) else text
 
 
 def _call(row: tuple[Any, ...]) -> Call:
     id_, received, key, method, status, user_id, company_id, event, ts, body, reasons = row
-    try:
-        parsed = parse_body(body.encode("utf-8"))
-    except SchemaError:  # a rejected body that was not JSON, or was cut short: keep the text
-        parsed = body
     return Call(
         id=id_,
         received_at=received,
@@ -259,7 +300,7 @@ def _call(row: tuple[Any, ...]) -> Call:
         company_id=company_id,
         event=event,
         timestamp=ts,
-        body=parsed,
+        body=load_stored(body),
         reasons=json.loads(reasons) if reasons else [],
     )
 
