@@ -12,12 +12,13 @@ import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Final
 
 from otel_bucket._schema import METHODS, SchemaError, parse_body, parse_timestamp, validate_call
+from otel_bucket.devserver._analytics import Adoption, Overview
 from otel_bucket.devserver._masking import mask_key, mask_path
-from otel_bucket.devserver._store import Adoption, Call, Store, utc_iso
+from otel_bucket.devserver._store import Call, CallFilter, Store, utc_iso
 
 __all__ = ["Answer", "Snapshot", "TrackingApp", "format_line"]
 
@@ -77,6 +78,8 @@ class TrackingApp:
         fail_rate: the share (0 to 1) of valid calls answered with 500 instead of stored.
         seed: seeds the random choice of failing calls, for reproducible runs.
         on_call: called with every answered call; by default each is logged at INFO.
+        clock: what "now" is for the pages (the last 30 days, retention); UTC wall time by
+            default.
     """
 
     def __init__(
@@ -87,6 +90,7 @@ class TrackingApp:
         fail_rate: float = 0.0,
         seed: int | None = None,
         on_call: Callable[[Call], None] | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         if not 0.0 <= fail_rate <= 1.0:
             raise ValueError(f"fail_rate must be between 0 and 1, got {fail_rate!r}")
@@ -98,6 +102,11 @@ class TrackingApp:
         self._random = random.Random(seed)
         self._random_lock = threading.Lock()
         self._on_call = on_call or _log_call
+        self._clock = clock or _utc_now
+
+    def now(self) -> datetime:
+        """The current time, as the pages see it (aware, UTC)."""
+        return self._clock().astimezone(timezone.utc)
 
     def post(self, path: str, content_type: str | None, raw: bytes) -> Answer:
         """Answer ``POST path`` with body ``raw``."""
@@ -129,13 +138,31 @@ class TrackingApp:
             return self._record(key, method, 500, raw, [reason])
         return self._record(key, method, 200, raw, [], _timestamp(payload))
 
-    def snapshot(self, limit: int = 50) -> Snapshot:
-        """The counts, the adoption table and the ``limit`` most recent calls and rejections."""
+    def overview(self) -> Overview:
+        """Every feature and company as of `now`: funnel, trend, adoption per company."""
+        return Overview.build(self.store, self.now())
+
+    def snapshot(
+        self,
+        limit: int = 50,
+        *,
+        offset: int = 0,
+        where: CallFilter | None = None,
+        overview: Overview | None = None,
+    ) -> Snapshot:
+        """The counts, the adoption table and the ``limit`` most recent calls and rejections.
+
+        Args:
+            limit: how many calls and how many rejections at most.
+            offset: how many of the most recent ones to skip (pagination).
+            where: only the calls it matches.
+            overview: an overview already built for this request (else one is built).
+        """
         return Snapshot(
             counts=self.store.counts(),
-            adoption=self.store.adoption(),
-            calls=self.store.calls(accepted=True, limit=limit),
-            rejections=self.store.calls(accepted=False, limit=limit),
+            adoption=(overview or self.overview()).adoption(),
+            calls=self.store.calls(accepted=True, limit=limit, offset=offset, where=where),
+            rejections=self.store.calls(accepted=False, limit=limit, offset=offset, where=where),
         )
 
     def _roll(self) -> bool:
@@ -170,6 +197,10 @@ def _timestamp(payload: Any) -> str | None:
     value = payload.get("timestamp") if isinstance(payload, dict) else None
     moment = parse_timestamp(value) if isinstance(value, str) else None
     return utc_iso(moment) if moment else None
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 def _log_call(call: Call) -> None:
