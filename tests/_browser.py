@@ -102,6 +102,10 @@ class _Tables(HTMLParser):
         self.tables: dict[str, list[list[str]]] = {}
         self.links: list[str] = []
         self.elements: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+        self._skip = 0  # inside <style> or <title>
+        self.title = ""
+        self._in_title = False
         self._table: str | None = None
         self._row: list[str] | None = None
         self._cell: list[str] | None = None
@@ -110,6 +114,8 @@ class _Tables(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         found = dict(attrs)
         self.elements.append((tag, found))
+        if tag == "title" and not self.title:  # the document's; SVG titles come later
+            self._in_title = True
         if tag == "table":
             self._table = found.get("id") or f"table-{len(self.tables)}"
             self.tables[self._table] = []
@@ -127,6 +133,8 @@ class _Tables(HTMLParser):
             self._cell.append(" ")
 
     def handle_endtag(self, tag: str) -> None:
+        if tag == "title":
+            self._in_title = False
         if tag in ("td", "th") and self._cell is not None and self._row is not None:
             self._row.append(" ".join("".join(self._cell).split()))
             self._cell = None
@@ -137,21 +145,28 @@ class _Tables(HTMLParser):
             self._table = None
 
     def handle_data(self, data: str) -> None:
+        if self._in_title:
+            self.title += data
+            return
         if self._cell is not None:
             self._cell.append(data)
+        self.text.append(data)
 
 
 @dataclass(frozen=True)
 class Parsed:
-    """A DOM read back: tables by id (body rows, cell texts), link targets, every element."""
+    """A DOM read back: tables by id (body rows, cell texts), links, elements, text, title."""
 
     tables: dict[str, list[list[str]]]
     links: list[str]
     elements: list[tuple[str, dict[str, str | None]]]
+    text: str
+    title: str
 
 
 def parse(dom: str) -> Parsed:
     parser = _Tables()
     parser.feed(dom)
     parser.close()
-    return Parsed(parser.tables, parser.links, parser.elements)
+    text = "".join(parser.text)
+    return Parsed(parser.tables, parser.links, parser.elements, text, parser.title)

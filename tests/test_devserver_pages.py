@@ -9,13 +9,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 import requests
 
 from otel_bucket.devserver import DevServer
 from tests._browser import Parsed, parse
+from tests._markup import CLOSE, COMPANY, EVENT, EVERY, IMG, SCRIPT, SVG, USER, post_markup
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
 F = "Exported CSV"
@@ -122,7 +123,7 @@ def test_daily_counts_cover_the_last_30_days(dev: DevServer) -> None:
     _, parsed = page(dev, "/")
     [row] = [r for r in parsed.tables["feature-table"] if r[0].startswith(F)]
     assert "2026-11-25: 3 events" in row[-1]
-    assert "2026-11-24: 1 events" in row[-1]
+    assert "2026-11-24: 1 event" in row[-1]
 
 
 def test_matrix_shows_every_company_by_name_with_share_events_and_zeros(dev: DevServer) -> None:
@@ -295,3 +296,40 @@ def test_api_calls_paginates_and_filters(dev: DevServer) -> None:
     assert [c["user_id"] for c in data["calls"]] == ["d1", "d1"]
     info = data["company_info"]["d"]
     assert (info["name"], info["users"], info["events"]) == ("Delta", 2, 5)
+
+
+MARKUP_PAGES = {
+    "/": (IMG, SCRIPT, EVENT),  # company names, feature names
+    "/calls": (USER, EVENT, SCRIPT),
+    "/calls?status=rejected": (USER, SCRIPT),
+    f"/company?id={quote(COMPANY)}": (IMG, COMPANY, USER, SVG),
+    f"/user?id={quote(USER)}": (SVG, IMG, CLOSE, SCRIPT, EVENT),
+    f"/?q={quote(SCRIPT)}": (SCRIPT,),
+    f"/calls?user={quote(USER)}&event={quote(EVENT)}": (USER, EVENT),
+}
+
+
+@pytest.fixture(scope="module")
+def marked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
+    """A devserver holding calls with markup in every id, name, attribute and body."""
+    db = tmp_path_factory.mktemp("markup") / "dev.sqlite3"
+    with DevServer(port=0, db_path=db, clock=lambda: NOW) as server:
+        post_markup(server.url)
+        yield server
+
+
+@pytest.mark.parametrize("path", list(MARKUP_PAGES))
+def test_markup_from_calls_is_escaped_everywhere(marked: DevServer, path: str) -> None:
+    """Ids, names, attributes, events and bodies with markup are shown as text, never as tags."""
+    html, parsed = page(marked, path)
+    for raw in EVERY:
+        assert raw not in html
+    assert "<script" not in html.lower()
+    assert "<img" not in html.lower()
+    assert "onload=" not in html.replace("onload=alert(1)&gt;", "")
+    assert "<u>bold</u>" not in html
+    for text in MARKUP_PAGES[path]:
+        assert text in parsed.text or any(
+            text in c for t in parsed.tables.values() for r in t for c in r
+        ), text
+    assert not [attrs for _, attrs in parsed.elements if any(k.startswith("on") for k in attrs)]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from otel_bucket.devserver._html import e, number
+from otel_bucket.devserver._html import count, e, number
 
 __all__ = ["daily_chart", "funnel_chart"]
 
@@ -22,12 +22,12 @@ def daily_chart(daily: tuple[int, ...], days: tuple[str, ...], feature: str) -> 
     peak = max(daily, default=0)
     total = sum(daily)
     bars = []
-    for n, (count, day) in enumerate(zip(daily, days, strict=True)):
-        height = 0 if not peak else max(1, round(count / peak * (_HEIGHT - 2))) if count else 0
+    for n, (events, day) in enumerate(zip(daily, days, strict=True)):
+        height = max(1, round(events / peak * (_HEIGHT - 2))) if events else 0
         x = n * (_BAR + _GAP)
         bars.append(
             f'<rect x="{x}" y="{_HEIGHT - height - 1}" width="{_BAR}" height="{height}"'
-            f' fill="#3b7dd8"><title>{e(day)}: {number(count)} events</title></rect>'
+            f' fill="#3b7dd8"><title>{e(day)}: {count(events, "event")}</title></rect>'
             if height
             else f'<rect x="{x}" y="{_HEIGHT - 1}" width="{_BAR}" height="1" fill="#d0d7de">'
             f"<title>{e(day)}: no events</title></rect>"
@@ -43,19 +43,19 @@ def funnel_chart(tried: int, adopted: int, retained: int, companies: int) -> str
     """Three bars (tried, adopted, retained) as shares of all known companies."""
     width, row = 120, 9
     bars = []
-    for n, (name, count, color) in enumerate(
+    for n, (name, reached, color) in enumerate(
         (
             ("tried", tried, "#e0a800"),
             ("adopted", adopted, "#3b7dd8"),
             ("retained", retained, "#2e9e4f"),
         )
     ):
-        length = round(count / companies * width) if companies else 0
-        share = f"{count / companies:.0%}" if companies else "n/a"
+        length = round(reached / companies * width) if companies else 0
+        share = f"{reached / companies:.0%}" if companies else "n/a"
         bars.append(
             f'<rect x="0" y="{n * row}" width="{width}" height="{row - 2}" fill="#eef1f4"/>'
             f'<rect x="0" y="{n * row}" width="{length}" height="{row - 2}" fill="{color}">'
-            f"<title>{name}: {number(count)} of {number(companies)} companies ({share})</title>"
+            f"<title>{name}: {number(reached)} of {number(companies)} companies ({share})</title>"
             "</rect>"
         )
     label = (

@@ -49,6 +49,15 @@ def _body(call: Call) -> str:
     return f"<details><summary>{e(preview)}</summary><pre>{e(pretty)}</pre></details>"
 
 
+def _apart(first: str, second: str) -> bool:
+    """Whether two of our ISO times are more than a minute apart (worth showing both)."""
+    try:
+        a, b = (datetime.fromisoformat(t.replace("Z", "+00:00")) for t in (first, second))
+    except ValueError:
+        return first != second
+    return abs((a - b).total_seconds()) > 60
+
+
 def _id(value: str | None, path: str) -> str:
     return link(value, path, {"id": value}) if value else ""
 
@@ -61,8 +70,8 @@ def call_rows(calls: list[Call], now: datetime) -> list[str]:
         event = link(call.event, "/calls", {"event": call.event}) if call.event else ""
         reasons = "<br>".join(e(reason) for reason in call.reasons)
         stamp = ""
-        if call.timestamp != call.received_at:
-            stamp = f'<br><small title="the call\'s timestamp">{when(call.timestamp, now)}</small>'
+        if _apart(call.timestamp, call.received_at):
+            stamp = f"<br><small>timestamp: {when(call.timestamp, now)}</small>"
         rows.append(
             "<tr>"
             f"<td>{when(call.received_at, now)}{stamp}</td>"

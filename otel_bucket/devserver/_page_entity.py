@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any, Final
 
 from otel_bucket.devserver._analytics import Overview
 from otel_bucket.devserver._entities import (
     Profile,
     members,
+    names,
     profile,
     user_companies,
     user_features,
@@ -44,10 +46,10 @@ def _attributes(found: Profile) -> str:
     )
 
 
-def _seen(found: Profile, overview: Overview, what: str) -> str:
+def _seen(found: Profile, now: datetime, what: str) -> str:
     return (
         f"<p>{number(found.calls)} accepted calls name this {what}: first "
-        f"{when(found.first_seen, overview.now)}, last {when(found.last_seen, overview.now)}.</p>"
+        f"{when(found.first_seen, now)}, last {when(found.last_seen, now)}.</p>"
     )
 
 
@@ -113,7 +115,7 @@ def render_company(
     calls = href("/calls", {"company": company_id})
     body = (
         f"<h1>{e(label)}{second}</h1>"
-        f"{_seen(found, overview, 'company')}"
+        f"{_seen(found, now, 'company')}"
         f'<p>{number(known)} known users. <a href="{calls}">Calls of this company and its '
         "users</a>.</p>"
         f"<h2>Attributes</h2>{_attributes(found)}"
@@ -123,17 +125,17 @@ def render_company(
     return layout(label, body, active="", refresh=refresh)
 
 
-def render_user(store: Store, overview: Overview, user_id: str, refresh: int | None) -> str | None:
+def render_user(store: Store, now: datetime, user_id: str, refresh: int | None) -> str | None:
     """The user page, or None when no call names this user."""
     found = profile(store, "user", user_id)
     if found is None:
         return None
-    now = overview.now
     name = found.attributes.get("name")
     label = str(name) if isinstance(name, str | int | float) and str(name) else user_id
     companies = user_companies(store, user_id)
+    labels = names(store, "company", companies)
     company_links = ", ".join(
-        link(overview.label(c), "/company", {"id": c}, title=f"company id {c}") for c in companies
+        link(labels.get(c, c), "/company", {"id": c}, title=f"company id {c}") for c in companies
     )
     rows = [
         f"<tr><th>{link(f.name, '/calls', {'event': f.name, 'user': user_id})}</th>"
@@ -154,7 +156,7 @@ def render_user(store: Store, overview: Overview, user_id: str, refresh: int | N
     all_calls = href("/calls", {"user": user_id})
     features = table(headers, rows, "No event calls from this user yet.", name="features")
     body = (
-        f"<h1>{e(label)}{second}</h1>{_seen(found, overview, 'user')}{in_companies}"
+        f"<h1>{e(label)}{second}</h1>{_seen(found, now, 'user')}{in_companies}"
         f"<h2>Attributes</h2>{_attributes(found)}"
         f"<h2>Features</h2>{features}"
         f'<h2>Latest calls</h2><p><a href="{all_calls}">All calls of this user</a></p>'

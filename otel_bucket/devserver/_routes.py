@@ -76,11 +76,10 @@ def answer_get(app: TrackingApp, path: str, query_string: str, url: str) -> Repl
         entity = query.raw("id")
         found = None
         if entity is not None:
-            overview = app.overview()
             if kind == "company":
-                found = render_company(app.store, overview, entity, query, refresh)
+                found = render_company(app.store, app.overview(), entity, query, refresh)
             else:
-                found = render_user(app.store, overview, entity, refresh)
+                found = render_user(app.store, app.now(), entity, refresh)
         return _html(200, found) if found else _html(404, render_missing(kind, entity))
     reason = f"no such page {mask_path(path)!r}: try / or /api/calls"
     return _json(404, {"success": False, "errors": [reason]})
