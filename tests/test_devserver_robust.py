@@ -177,7 +177,6 @@ def test_bodies_stored_by_an_older_version_never_break_the_api(db: Path) -> None
 # -- many connections ----------------------------------------------------------------------------
 
 
-@pytest.mark.slow
 def test_a_thousand_connections_from_a_hundred_clients_are_all_answered(dev: DevServer) -> None:
     """100 clients opening 10 connections each at once: every one is answered, none reset."""
     port = int(dev.url.rsplit(":", 1)[1])

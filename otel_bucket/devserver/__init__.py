@@ -17,8 +17,8 @@ from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 
-from otel_bucket.devserver._analytics import Adoption, Overview
-from otel_bucket.devserver._app import Answer, Snapshot, TrackingApp, format_line
+from otel_bucket.devserver._analytics import Overview
+from otel_bucket.devserver._app import Adoption, Answer, Snapshot, TrackingApp, format_line
 from otel_bucket.devserver._handler import DevHTTPServer
 from otel_bucket.devserver._store import DEFAULT_DB, Call, CallFilter, Store, StoreError
 

@@ -20,35 +20,11 @@ from typing import Any, Final
 
 from otel_bucket.devserver._store import Store, utc_iso
 
-__all__ = ["CHART_DAYS", "RETAINED_DAYS", "Adoption", "Cell", "Company", "Feature", "Overview"]
+__all__ = ["CHART_DAYS", "NO_COMPANY", "RETAINED_DAYS", "Cell", "Company", "Feature", "Overview"]
 
 CHART_DAYS: Final = 30
 RETAINED_DAYS: Final = 7
 NO_COMPANY: Final = ""
-
-
-@dataclass(frozen=True)
-class Adoption:
-    """Who used one feature: per company, the users and when it was last seen."""
-
-    feature: str
-    users: int
-    companies: int
-    last_seen: str
-    # company id ("" for users not associated with any company) -> (users, last seen)
-    by_company: dict[str, tuple[int, str]]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "feature": self.feature,
-            "users": self.users,
-            "companies": self.companies,
-            "last_seen": self.last_seen,
-            "by_company": {
-                company: {"users": users, "last_seen": seen}
-                for company, (users, seen) in self.by_company.items()
-            },
-        }
 
 
 @dataclass(frozen=True)
@@ -153,21 +129,6 @@ class Overview:
         """The company's name, else its id."""
         company = self.companies.get(company_id)
         return (company.name if company else None) or company_id or "(no company)"
-
-    def adoption(self) -> list[Adoption]:
-        """The older, simpler view of the same data (``/api/calls`` ``adoption``)."""
-        rows = [
-            Adoption(
-                feature=f.name,
-                users=f.users,
-                companies=f.tried,
-                last_seen=f.last_seen,
-                by_company={c: (cell.users, cell.last_seen) for c, cell in sorted(f.cells.items())},
-            )
-            for f in self.features
-        ]
-        rows.sort(key=lambda a: (-a.companies, -a.users, a.feature))
-        return rows
 
     def to_json(self) -> dict[str, Any]:
         return {

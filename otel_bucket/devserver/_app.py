@@ -16,11 +16,11 @@ from datetime import datetime, timezone
 from typing import Any, Final
 
 from otel_bucket._schema import METHODS, SchemaError, parse_body, parse_timestamp, validate_call
-from otel_bucket.devserver._analytics import Adoption, Overview
+from otel_bucket.devserver._analytics import Overview
 from otel_bucket.devserver._masking import mask_key, mask_path
 from otel_bucket.devserver._store import Call, CallFilter, Store, utc_iso
 
-__all__ = ["Answer", "Snapshot", "TrackingApp", "format_line"]
+__all__ = ["Adoption", "Answer", "Snapshot", "TrackingApp", "adoption", "format_line"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +35,46 @@ class Answer:
     status: int
     body: dict[str, Any]
     call: Call | None = None
+
+
+@dataclass(frozen=True)
+class Adoption:
+    """Who used one feature: per company, the users and when it was last seen."""
+
+    feature: str
+    users: int
+    companies: int
+    last_seen: str
+    # company id ("" for users not associated with any company) -> (users, last seen)
+    by_company: dict[str, tuple[int, str]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "feature": self.feature,
+            "users": self.users,
+            "companies": self.companies,
+            "last_seen": self.last_seen,
+            "by_company": {
+                company: {"users": users, "last_seen": seen}
+                for company, (users, seen) in self.by_company.items()
+            },
+        }
+
+
+def adoption(overview: Overview) -> list[Adoption]:
+    """The older, simpler view of the overview (``/api/calls`` ``adoption``)."""
+    rows = [
+        Adoption(
+            feature=f.name,
+            users=f.users,
+            companies=f.tried,
+            last_seen=f.last_seen,
+            by_company={c: (cell.users, cell.last_seen) for c, cell in sorted(f.cells.items())},
+        )
+        for f in overview.features
+    ]
+    rows.sort(key=lambda a: (-a.companies, -a.users, a.feature))
+    return rows
 
 
 @dataclass(frozen=True)
@@ -160,7 +200,7 @@ class TrackingApp:
         """
         return Snapshot(
             counts=self.store.counts(),
-            adoption=(overview or self.overview()).adoption(),
+            adoption=adoption(overview or self.overview()),
             calls=self.store.calls(accepted=True, limit=limit, offset=offset, where=where),
             rejections=self.store.calls(accepted=False, limit=limit, offset=offset, where=where),
         )
