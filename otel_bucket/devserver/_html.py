@@ -139,18 +139,21 @@ def table(headers: Iterable[str], rows: list[str], empty: str, *, name: str) -> 
     )
 
 
-def pager(path: str, params: Mapping[str, Any], page: int, per_page: int, total: int) -> str:
-    """Previous/next links and where we are ("41-60 of 1,234")."""
+def pager(
+    path: str, params: Mapping[str, Any], page: int, per_page: int, total: int, anchor: str = ""
+) -> str:
+    """Previous/next links (to ``#anchor`` when given) and where we are ("41-60 of 1,234")."""
     if total <= per_page and page == 1:
         return ""
     pages = max(1, -(-total // per_page))
     first = (page - 1) * per_page + 1
     last = min(page * per_page, total)
     parts = [f"<span>{number(first)}&ndash;{number(last)} of {number(total)}</span>"]
+    to = f"#{e(anchor)}" if anchor else ""
     if page > 1:
-        parts.append(link("← previous", path, {**params, "page": page - 1}))
+        parts.append(f'<a href="{href(path, {**params, "page": page - 1})}{to}">← previous</a>')
     if page < pages:
-        parts.append(link("next →", path, {**params, "page": page + 1}))
+        parts.append(f'<a href="{href(path, {**params, "page": page + 1})}{to}">next →</a>')
     parts.append(f'<span class="muted">page {page} of {pages}</span>')
     return f'<div class="pager">{" ".join(parts)}</div>'
 

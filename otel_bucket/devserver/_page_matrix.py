@@ -140,5 +140,7 @@ def render_matrix(overview: Overview, query: Query) -> str:
         '<button type="submit">filter</button></form>'
     )
     return (
-        form + table(headers, rows, empty, name="matrix") + pager("/", state, page, per_page, total)
+        form
+        + table(headers, rows, empty, name="matrix")
+        + pager("/", state, page, per_page, total, "companies")
     )
