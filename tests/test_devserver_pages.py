@@ -14,9 +14,12 @@ from urllib.parse import parse_qs, quote, urlsplit
 import pytest
 import requests
 
+from otel_bucket._schema import validate_call
 from otel_bucket.devserver import DevServer
+from otel_bucket.devserver._dataset import sample_calls
 from tests._browser import Parsed, parse
 from tests._markup import CLOSE, COMPANY, EVENT, EVERY, IMG, SCRIPT, SVG, USER, post_markup
+from tests._running import child_env, python, run
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
 F = "Exported CSV"
@@ -333,3 +336,28 @@ def test_markup_from_calls_is_escaped_everywhere(marked: DevServer, path: str) -
             text in c for t in parsed.tables.values() for r in t for c in r
         ), text
     assert not [attrs for _, attrs in parsed.elements if any(k.startswith("on") for k in attrs)]
+
+
+def test_generated_data_set_is_valid_and_repeatable() -> None:
+    """50 named companies, 2,000 users, 30 days of valid calls; the same whatever the hash seed."""
+    calls = sample_calls(NOW)
+    assert all(validate_call(method, body) == [] for method, body in calls)
+    names = {
+        b["companyId"]: b["attributes"]["name"]
+        for m, b in calls
+        if m == "company" and "attributes" in b
+    }
+    users = {b["userId"] for m, b in calls if m == "company" and "userId" in b}
+    stamps = sorted(b["timestamp"] for m, b in calls if m == "event")
+    assert (len(names), len(set(names.values())), len(users)) == (50, 50, 2000)
+    assert "2026-10-28" < stamps[0] < "2026-10-30" and stamps[-1] <= "2026-11-27T12:00:00.000Z"
+    script = (
+        "import hashlib, json, sys; from datetime import datetime, timezone;"
+        "from otel_bucket.devserver._dataset import sample_calls;"
+        "calls = sample_calls(datetime(2026, 11, 27, 12, tzinfo=timezone.utc));"
+        "print(hashlib.sha256(json.dumps(calls).encode()).hexdigest())"
+    )
+    digests = {
+        run(python("-c", script), env=child_env(PYTHONHASHSEED=seed)).stdout for seed in "12"
+    }
+    assert len(digests) == 1 and len(digests.pop()) == 65

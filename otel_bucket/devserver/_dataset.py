@@ -105,7 +105,9 @@ def sample_calls(
             ("company", {"companyId": company, "attributes": attributes, "timestamp": stamp})
         )
         engagement = rng.choice((0.0, 0.4, 0.7, 1.0, 1.0, 1.2)) if index else 1.0
-        tried = {f for f, reach, _ in FEATURES if rng.random() < reach * min(1.0, engagement + 0.2)}
+        # Lists, not sets: iteration order must not depend on string hashing, or the same seed
+        # would give other calls in another process.
+        tried = [f for f, reach, _ in FEATURES if rng.random() < reach * min(1.0, engagement + 0.2)]
         # Some others were tried once, by one user, and never again.
         once = [f for f, _, _ in FEATURES if f not in tried and engagement and rng.random() < 0.12]
         # Some companies stopped using a feature some days ago: adopted, not retained.
@@ -125,7 +127,7 @@ def sample_calls(
         user = f"solo-{n + 1:02d}"
         person = {"name": _person(rng)}
         calls.append(("user", {"userId": user, "attributes": person, "timestamp": utc_iso(start)}))
-        calls += _events(rng, user, {FEATURES[0][0]}, {}, 0.3, now, days)
+        calls += _events(rng, user, [FEATURES[0][0]], {}, 0.3, now, days)
     calls.sort(key=lambda call: call[1]["timestamp"])  # as they would arrive
     return calls
 
@@ -133,7 +135,7 @@ def sample_calls(
 def _events(
     rng: random.Random,
     user: str,
-    tried: set[str],
+    tried: list[str],
     stopped: dict[str, datetime],
     active: float,
     now: datetime,
