@@ -13,7 +13,15 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any, Final
 
-__all__ = ["METHODS", "SchemaError", "parse_body", "parse_timestamp", "validate_call"]
+__all__ = [
+    "MAX_DEPTH",
+    "METHODS",
+    "SchemaError",
+    "json_problem",
+    "parse_body",
+    "parse_timestamp",
+    "validate_call",
+]
 
 _STRING: Final = "string"
 _OBJECT: Final = "object"
@@ -43,6 +51,9 @@ _TABLES: Final[dict[str, dict[str, tuple[bool, str]]]] = {
 METHODS: Final = frozenset({"user", "company", "event", "events"})
 """Method names the API accepts; the document names the event method both ways."""
 
+MAX_DEPTH: Final = 32
+"""How deeply an ``attributes`` object may nest; real attributes are flat or nearly so."""
+
 
 class SchemaError(ValueError):
     """A call body that the Tracking API would answer with 400."""
@@ -64,6 +75,8 @@ def parse_body(raw: bytes) -> Any:
         raise
     except (UnicodeDecodeError, ValueError) as exc:
         raise SchemaError(f"invalid JSON: {exc}") from None
+    except RecursionError:  # the C decoder gives up somewhere below 1,000 levels
+        raise SchemaError("invalid JSON: nested too deeply to parse") from None
 
 
 # ISO 8601 extended date-time, as JavaScript's Date.toISOString() and Python's isoformat() write
@@ -106,14 +119,49 @@ def parse_timestamp(value: str) -> datetime | None:
         return None
 
 
-def _finite_json(value: Any) -> bool:
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, Mapping):
-        return all(isinstance(k, str) and _finite_json(v) for k, v in value.items())
-    if isinstance(value, list):
-        return all(_finite_json(v) for v in value)
-    return value is None or isinstance(value, str | int | bool)
+def _lone_surrogate(text: str) -> str | None:
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return text[exc.start]
+    return None
+
+
+def json_problem(value: Any, max_depth: int = MAX_DEPTH) -> str | None:
+    """Why parsed JSON ``value`` cannot be sent or echoed as it is, or None when it can.
+
+    Walks without recursion, so that no input can exhaust the stack.
+
+    Returns:
+        The end of a sentence ("holds a value that is not JSON", "is nested more than 32 levels
+        deep", "holds a lone surrogate ..."), or None.
+    """
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            surrogate = _lone_surrogate(item)
+            if surrogate is not None:
+                return f"holds a lone surrogate {surrogate!r}, which is not valid Unicode"
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return "holds a value that is not JSON"
+        elif isinstance(item, Mapping | list):
+            if depth > max_depth:
+                return f"is nested more than {max_depth} levels deep"
+            if isinstance(item, Mapping):
+                for key in item:
+                    if not isinstance(key, str):
+                        return "holds a value that is not JSON"
+                    stack.append((key, depth))
+                stack.extend((v, depth + 1) for v in item.values())
+            else:
+                stack.extend((v, depth + 1) for v in item)
+        elif not (item is None or isinstance(item, int | bool)):
+            return "holds a value that is not JSON"
+    return None
 
 
 def _check_field(name: str, kind: str, value: Any) -> str | None:
@@ -122,11 +170,15 @@ def _check_field(name: str, kind: str, value: Any) -> str | None:
             return f"field {name!r} must be a string, got {type(value).__name__}"
         if not value.strip():
             return f"field {name!r} must not be empty"
+        problem = json_problem(value)
+        if problem:
+            return f"field {name!r} {problem}"
     elif kind == _OBJECT:
         if not isinstance(value, Mapping):
             return f"field {name!r} must be an object, got {type(value).__name__}"
-        if not _finite_json(value):
-            return f"field {name!r} holds a value that is not JSON"
+        problem = json_problem(value)
+        if problem:
+            return f"field {name!r} {problem}"
     elif kind == _TIMESTAMP and (not isinstance(value, str) or parse_timestamp(value) is None):
         return f"field {name!r} must be an ISO 8601 date-time string, got {value!r}"
     return None

@@ -186,8 +186,8 @@ def test_demo_serve_keeps_the_page_open_until_ctrl_c() -> None:
     try:
         url = proc.expect(r"Serving the demo's page at (http://127\.0\.0\.1:\d+)/").group(1)
         page = requests.get(url + "/", timeout=5).text
-        assert "<th>Sent message</th>" in page
-        assert "<th>acme</th>" in page
+        assert ">Sent message</a>" in page
+        assert ">Acme Corp</a><br><small>acme</small></th>" in page
         assert proc.interrupt() == 0
     finally:
         proc.kill()

@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from otel_bucket.devserver import DevServer, DevServerError, format_line
+from tests._browser import parse
 
 JSON = "application/json"
 TS = "2026-11-27T14:03:05.123Z"
@@ -291,21 +292,25 @@ def test_api_calls_reports_counts_adoption_calls_and_rejections(dev: DevServer) 
 
 
 def test_page_shows_adoption_recent_calls_and_rejections(dev: DevServer) -> None:
-    """GET / is server-rendered HTML with the adoption table, the calls and the rejections."""
+    """GET / is server-rendered HTML: features, the company matrix, calls and rejections."""
     _seed(dev)
     reply = requests.get(dev.url + "/", timeout=5)
     assert reply.status_code == 200
     assert reply.headers["Content-Type"] == "text/html; charset=utf-8"
     page = reply.text
-    assert "<script>" not in page  # the event name is escaped, and the page needs no script
+    assert "<script" not in page  # the event name is escaped, and the page needs no script
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-    adoption = page.split("Feature adoption", 1)[1].split("Recent calls", 1)[0]
-    assert "<th>acme</th><th>globex</th><th>(no company)</th>" in adoption
-    assert "<th>Export</th>" in adoption
-    assert "2 users" in adoption
-    assert "Recent rejections" in page
+    parsed = parse(page)
+    features = [row[0].split(" companies by use")[0] for row in parsed.tables["feature-table"]]
+    assert features == ["Export", "Chat", "<script>alert(1)</script>"]
+    companies = [row[0] for row in parsed.tables["matrix"]]
+    assert companies == ["acme", "globex", "(no company)"]
+    one = "○ 1/2 50% 1 event"
+    assert parsed.tables["matrix"][0][4:] == ["○ 2/2 100% 2 events", one, one]  # acme
+    assert parsed.tables["matrix"][1][4:] == ["○ 1/1 100% 1 event", *["0/1 not used"] * 2]
+    assert "Latest rejections" in page
     assert "field &#x27;attributes&#x27; must be an object, got list" in page
-    assert "Accepted calls: 3 user, 3 company, 6 event; rejected or failed: 1." in page
+    assert "Accepted calls: 3 user,\n3 company, 6 event;" in page
 
 
 def test_page_can_refresh_itself_without_javascript(dev: DevServer) -> None:
@@ -315,16 +320,19 @@ def test_page_can_refresh_itself_without_javascript(dev: DevServer) -> None:
     assert "No event calls yet" in page
 
 
-def test_page_shows_at_most_twelve_company_columns(dev: DevServer) -> None:
-    """Many companies: the widest twelve get columns, the page says how many more exist."""
-    for n in range(14):
+def test_page_shows_every_company_a_page_at_a_time(dev: DevServer) -> None:
+    """Many companies: all are shown, 25 a page, none hidden behind /api/calls."""
+    for n in range(30):
         post(dev, "company", {"companyId": f"c{n:02}", "userId": f"u{n}"})
-        post(dev, "event", {"event": "Export", "userId": f"u{n}"})
-    page = requests.get(dev.url + "/", timeout=5).text
-    assert "<th>c11</th>" in page
-    assert "<th>c12</th>" not in page
-    assert "2 more companies in /api/calls." in page
-    assert len(api(dev)["companies"]) == 14
+        if n % 2:
+            post(dev, "event", {"event": "Export", "userId": f"u{n}"})
+    first = parse(requests.get(dev.url + "/?sort=name&dir=asc", timeout=5).text)
+    second = parse(requests.get(dev.url + "/?sort=name&dir=asc&page=2", timeout=5).text)
+    shown = [row[0] for row in first.tables["matrix"] + second.tables["matrix"]]
+    assert shown == [f"c{n:02}" for n in range(30)]
+    assert first.tables["matrix"][0][4] == "0/1 not used"
+    assert first.tables["matrix"][1][4] == "○ 1/1 100% 1 event"
+    assert len(api(dev)["companies"]) == 15
 
 
 def test_page_names_the_key_to_use(db: Path) -> None:

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 
-from otel_bucket.devserver._app import Answer, Snapshot, TrackingApp, format_line
+from otel_bucket.devserver._analytics import Overview
+from otel_bucket.devserver._app import Adoption, Answer, Snapshot, TrackingApp, format_line
 from otel_bucket.devserver._handler import DevHTTPServer
-from otel_bucket.devserver._store import DEFAULT_DB, Adoption, Call, Store, StoreError
+from otel_bucket.devserver._store import DEFAULT_DB, Call, CallFilter, Store, StoreError
 
 __all__ = [
     "DEFAULT_DB",
@@ -26,8 +28,10 @@ __all__ = [
     "Adoption",
     "Answer",
     "Call",
+    "CallFilter",
     "DevServer",
     "DevServerError",
+    "Overview",
     "Snapshot",
     "format_line",
 ]
@@ -51,6 +55,7 @@ class DevServer:
         seed: seeds which calls fail, for reproducible runs.
         on_call: called with each answered `Call` (e.g. to print `format_line(call)`); by
             default each call is logged at INFO on ``otel_bucket.devserver._app``.
+        clock: returns "now" for the pages (the last 30 days, retention); wall time by default.
     """
 
     def __init__(
@@ -63,6 +68,7 @@ class DevServer:
         fail_rate: float = 0.0,
         seed: int | None = None,
         on_call: Callable[[Call], None] | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         if not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"port must be an integer from 0 to 65535, got {port!r}")
@@ -75,6 +81,7 @@ class DevServer:
         self.fail_rate = fail_rate
         self.seed = seed
         self._on_call = on_call
+        self._clock = clock
         self._httpd: DevHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -118,6 +125,7 @@ class DevServer:
                     fail_rate=self.fail_rate,
                     seed=self.seed,
                     on_call=self._on_call,
+                    clock=self._clock,
                 )
                 httpd = DevHTTPServer((self.host, self.port), app)
             except (OSError, ValueError, OverflowError) as exc:

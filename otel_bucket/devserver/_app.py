@@ -12,13 +12,15 @@ import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Final
 
 from otel_bucket._schema import METHODS, SchemaError, parse_body, parse_timestamp, validate_call
-from otel_bucket.devserver._store import Adoption, Call, Store, utc_iso
+from otel_bucket.devserver._analytics import Overview
+from otel_bucket.devserver._masking import mask_key, mask_path
+from otel_bucket.devserver._store import Call, CallFilter, Store, utc_iso
 
-__all__ = ["Answer", "Snapshot", "TrackingApp", "format_line"]
+__all__ = ["Adoption", "Answer", "Snapshot", "TrackingApp", "adoption", "format_line"]
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +35,46 @@ class Answer:
     status: int
     body: dict[str, Any]
     call: Call | None = None
+
+
+@dataclass(frozen=True)
+class Adoption:
+    """Who used one feature: per company, the users and when it was last seen."""
+
+    feature: str
+    users: int
+    companies: int
+    last_seen: str
+    # company id ("" for users not associated with any company) -> (users, last seen)
+    by_company: dict[str, tuple[int, str]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "feature": self.feature,
+            "users": self.users,
+            "companies": self.companies,
+            "last_seen": self.last_seen,
+            "by_company": {
+                company: {"users": users, "last_seen": seen}
+                for company, (users, seen) in self.by_company.items()
+            },
+        }
+
+
+def adoption(overview: Overview) -> list[Adoption]:
+    """The older, simpler view of the overview (``/api/calls`` ``adoption``)."""
+    rows = [
+        Adoption(
+            feature=f.name,
+            users=f.users,
+            companies=f.tried,
+            last_seen=f.last_seen,
+            by_company={c: (cell.users, cell.last_seen) for c, cell in sorted(f.cells.items())},
+        )
+        for f in overview.features
+    ]
+    rows.sort(key=lambda a: (-a.companies, -a.users, a.feature))
+    return rows
 
 
 @dataclass(frozen=True)
@@ -76,6 +118,8 @@ class TrackingApp:
         fail_rate: the share (0 to 1) of valid calls answered with 500 instead of stored.
         seed: seeds the random choice of failing calls, for reproducible runs.
         on_call: called with every answered call; by default each is logged at INFO.
+        clock: what "now" is for the pages (the last 30 days, retention); UTC wall time by
+            default.
     """
 
     def __init__(
@@ -86,6 +130,7 @@ class TrackingApp:
         fail_rate: float = 0.0,
         seed: int | None = None,
         on_call: Callable[[Call], None] | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         if not 0.0 <= fail_rate <= 1.0:
             raise ValueError(f"fail_rate must be between 0 and 1, got {fail_rate!r}")
@@ -97,15 +142,22 @@ class TrackingApp:
         self._random = random.Random(seed)
         self._random_lock = threading.Lock()
         self._on_call = on_call or _log_call
+        self._clock = clock or _utc_now
+
+    def now(self) -> datetime:
+        """The current time, as the pages see it (aware, UTC)."""
+        return self._clock().astimezone(timezone.utc)
 
     def post(self, path: str, content_type: str | None, raw: bytes) -> Answer:
         """Answer ``POST path`` with body ``raw``."""
         parts = path.split("?", 1)[0].strip("/").split("/")
         if len(parts) != 2 or not all(parts):
-            return self._record("", "?", 404, raw, [f"no such path {path!r}: {_USAGE}"])
+            reason = f"no such path {mask_path(path)!r}: {_USAGE}"
+            return self._record("", "?", 404, raw, [reason])
         key, method = parts
         if self.tracking_key is not None and key != self.tracking_key:
-            return self._record(key, method, 404, raw, [f"unknown tracking key {_mask(key)!r}"])
+            reason = f"unknown tracking key {mask_key(key)!r}"
+            return self._record(key, method, 404, raw, [reason])
         if method not in METHODS:
             return self._record(key, method, 400, raw, validate_call(method, {}))
         method = "event" if method == "events" else method
@@ -120,19 +172,37 @@ class TrackingApp:
             return self._record(key, method, 400, raw, [str(exc)])
         problems = validate_call(method, payload)
         if problems:
-            return self._record(key, method, 400, payload, problems)
+            return self._record(key, method, 400, raw, problems)
         if self.fail_rate and self._roll():
             reason = f"simulated failure (--fail-rate {self.fail_rate:g}): retry the call"
-            return self._record(key, method, 500, payload, [reason])
-        return self._record(key, method, 200, payload, [], _timestamp(payload))
+            return self._record(key, method, 500, raw, [reason])
+        return self._record(key, method, 200, raw, [], _timestamp(payload))
 
-    def snapshot(self, limit: int = 50) -> Snapshot:
-        """The counts, the adoption table and the ``limit`` most recent calls and rejections."""
+    def overview(self) -> Overview:
+        """Every feature and company as of `now`: funnel, trend, adoption per company."""
+        return Overview.build(self.store, self.now())
+
+    def snapshot(
+        self,
+        limit: int = 50,
+        *,
+        offset: int = 0,
+        where: CallFilter | None = None,
+        overview: Overview | None = None,
+    ) -> Snapshot:
+        """The counts, the adoption table and the ``limit`` most recent calls and rejections.
+
+        Args:
+            limit: how many calls and how many rejections at most.
+            offset: how many of the most recent ones to skip (pagination).
+            where: only the calls it matches.
+            overview: an overview already built for this request (else one is built).
+        """
         return Snapshot(
             counts=self.store.counts(),
-            adoption=self.store.adoption(),
-            calls=self.store.calls(accepted=True, limit=limit),
-            rejections=self.store.calls(accepted=False, limit=limit),
+            adoption=adoption(overview or self.overview()),
+            calls=self.store.calls(accepted=True, limit=limit, offset=offset, where=where),
+            rejections=self.store.calls(accepted=False, limit=limit, offset=offset, where=where),
         )
 
     def _roll(self) -> bool:
@@ -144,20 +214,15 @@ class TrackingApp:
         key: str,
         method: str,
         status: int,
-        body: Any,
+        raw: bytes,
         reasons: list[str],
         timestamp: str | None = None,
     ) -> Answer:
-        if isinstance(body, bytes):  # not parsed yet: keep the JSON if it is, for the record
-            try:
-                body = parse_body(body)
-            except SchemaError:
-                body = body.decode("utf-8", errors="replace")
         call = self.store.add(
             tracking_key=key,
             method=method,
             status=status,
-            body=body,
+            body=raw,
             reasons=reasons,
             timestamp=timestamp,
         )
@@ -174,9 +239,8 @@ def _timestamp(payload: Any) -> str | None:
     return utc_iso(moment) if moment else None
 
 
-def _mask(key: str) -> str:
-    # The terminal and the page may be shared on screen; a key is enough to tell apart by its start.
-    return key if len(key) <= 8 else key[:4] + "..."
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 def _log_call(call: Call) -> None:

@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from otel_bucket import BucketSpanExporter, ExporterStats, feature, identify, install
 from otel_bucket.devserver import DevServer, Snapshot, format_line
 
-__all__ = ["run_demo"]
+__all__ = ["COMPANIES", "USERS", "VISITS", "play", "run_demo"]
 
 Echo = Callable[[str], None]
 
@@ -92,7 +92,23 @@ def _expected() -> tuple[int, set[str], set[str]]:
     return events, users, {USERS[user][1] for user in users}
 
 
-def _report(echo: Echo, snapshot: Snapshot, stats: ExporterStats) -> bool:
+def play(endpoint: str) -> ExporterStats:
+    """Run the sample app's visits through ``install()`` against ``endpoint``; flush; stats."""
+    provider = TracerProvider(resource=Resource.create({"service.name": "demo-app"}))
+    with requests.Session() as session:
+        session.trust_env = False  # loopback only: never through a configured proxy
+        processor = install(provider, tracking_key="demo", endpoint=endpoint, session=session)
+        handle_request = _sample_app(provider)
+        for user_id, features in VISITS:
+            handle_request(user_id, features)
+        provider.force_flush()
+        provider.shutdown()
+    exporter = processor.exporter
+    assert isinstance(exporter, BucketSpanExporter)  # install() built it
+    return exporter.stats
+
+
+def _report(echo: Echo, snapshot: Snapshot, stats: ExporterStats, known: list[str]) -> bool:
     counts = snapshot.counts
     events, users, companies = _expected()
     echo("")
@@ -107,8 +123,11 @@ def _report(echo: Echo, snapshot: Snapshot, stats: ExporterStats) -> bool:
     echo("")
     echo(f"  {'feature':<16}{'companies':>10}{'users':>7}   users per company")
     for row in snapshot.adoption:
+        # Every company, those that did not use the feature too: that is the signal.
+        columns = known + [c for c in row.by_company if c not in known]
         per_company = ", ".join(
-            f"{company or '(none)'}: {users}" for company, (users, _) in row.by_company.items()
+            f"{company or '(none)'}: {row.by_company.get(company, (0, ''))[0]}"
+            for company in columns
         )
         echo(f"  {row.feature:<16}{row.companies:>10}{row.users:>7}   {per_company}")
     seen_users = {c.user_id for c in snapshot.calls if c.method == "user"}
@@ -143,20 +162,9 @@ def run_demo(echo: Echo, *, verbose: bool = True, serve: bool = False) -> int:
             echo(f"{len(USERS)} users and 3 features, sending through otel_bucket.install().")
             if verbose:
                 echo("")
-            provider = TracerProvider(resource=Resource.create({"service.name": "demo-app"}))
-            with requests.Session() as session:
-                session.trust_env = False  # loopback only: never through a configured proxy
-                processor = install(
-                    provider, tracking_key="demo", endpoint=server.url, session=session
-                )
-                handle_request = _sample_app(provider)
-                for user_id, features in VISITS:
-                    handle_request(user_id, features)
-                provider.force_flush()
-                provider.shutdown()
-            exporter = processor.exporter
-            assert isinstance(exporter, BucketSpanExporter)  # install() built it
-            ok = _report(echo, server.snapshot(limit=1000), exporter.stats)
+            stats = play(server.url)
+            known = sorted(c for c in server.app.overview().companies if c)
+            ok = _report(echo, server.snapshot(limit=1000), stats, known)
             if serve:
                 echo("")
                 echo(f"Serving the demo's page at {server.url}/ until Ctrl-C.")

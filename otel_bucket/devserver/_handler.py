@@ -9,22 +9,29 @@ import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from otel_bucket.devserver._app import TrackingApp
-from otel_bucket.devserver._page import render_page
+from otel_bucket.devserver._masking import mask_path, mask_text
+from otel_bucket.devserver._routes import answer_get
 
 __all__ = ["DevHTTPServer"]
 
 logger = logging.getLogger(__name__)
 
 _MAX_BODY: Final = 1024 * 1024  # far above any real call; bounds what one request may hold
+_POLICY: Final = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self';"
+    " base-uri 'none'; frame-ancestors 'none'"
+)
 
 
 class DevHTTPServer(ThreadingHTTPServer):
     """Serves one `TrackingApp`; remembers open connections so `close_connections` can end them."""
 
     daemon_threads = True
+    # The default backlog of 5 resets connections when a hundred clients connect at once.
+    request_queue_size = 1024
 
     def __init__(self, address: tuple[str, int], app: TrackingApp) -> None:
         self.app = app
@@ -69,7 +76,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("devserver: %s", format % args)
+            text = format % args
+            path = getattr(self, "path", "")
+            logger.debug("devserver: %s", mask_text(text, path) if path else text)
 
     def do_POST(self) -> None:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
@@ -87,33 +96,25 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             answer = self.server.app.post(self.path, self.headers.get("Content-Type"), raw)
         except Exception as exc:  # e.g. the disk is full: say so, keep serving
-            logger.exception("devserver: cannot handle POST %s", self.path)
+            logger.exception("devserver: cannot handle POST %s", mask_path(self.path))
             self._reply_json(500, {"success": False, "errors": [f"devserver error: {exc}"]})
             return
         self._reply_json(answer.status, answer.body)
 
     def do_GET(self) -> None:
         url = urlsplit(self.path)
-        query = parse_qs(url.query)
-        limit = _int(query.get("limit", ["50"])[0], 50, 1, 1000)
-        if url.path == "/api/calls":
-            self._reply_json(200, self.server.app.snapshot(limit).to_json())
-        elif url.path == "/":
-            refresh = _int(query.get("refresh", ["0"])[0], 0, 0, 3600) or None
-            app = self.server.app
-            page = render_page(
-                app.snapshot(limit),
-                url=self.server.url,
-                tracking_key=app.tracking_key,
-                refresh=refresh,
-            )
-            self._reply(200, "text/html; charset=utf-8", page.encode("utf-8"))
-        else:
-            reason = f"no such page {url.path!r}: try / or /api/calls"
-            self._reply_json(404, {"success": False, "errors": [reason]})
+        try:
+            reply = answer_get(self.server.app, url.path, url.query, self.server.url)
+        except Exception as exc:  # a page must fail alone, with an answer, never a dropped line
+            logger.exception("devserver: cannot answer GET %s", mask_path(url.path))
+            self._reply_json(500, {"success": False, "errors": [f"devserver error: {exc}"]})
+            return
+        self._reply(reply.status, reply.content_type, reply.body)
 
     def _reply_json(self, status: int, body: Any, close: bool = False) -> None:
-        data = json.dumps(body, ensure_ascii=False, allow_nan=False).encode("utf-8")
+        data = json.dumps(body, ensure_ascii=False, allow_nan=False).encode(
+            "utf-8", "backslashreplace"
+        )
         self._reply(status, "application/json", data, close)
 
     def _reply(self, status: int, content_type: str, data: bytes, close: bool = False) -> None:
@@ -121,15 +122,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-store")
+        if content_type.startswith("text/html"):
+            # No script at all, nothing from elsewhere: even markup that slipped through could
+            # not run or fetch anything.
+            self.send_header("Content-Security-Policy", _POLICY)
+            self.send_header("X-Content-Type-Options", "nosniff")
         if close:
             self.send_header("Connection", "close")
             self.close_connection = True
         self.end_headers()
         self.wfile.write(data)
-
-
-def _int(text: str, default: int, low: int, high: int) -> int:
-    try:
-        return min(max(int(text), low), high)
-    except ValueError:
-        return default

@@ -1,122 +1,124 @@
-"""The devserver's one HTML page, rendered on the server: no JavaScript, no assets."""
+"""The devserver's overview page: which features are used, by which companies, and how much.
+
+Server-rendered HTML with inline CSS and SVG: no script, nothing fetched, works offline.
+"""
 
 from __future__ import annotations
 
-import json
-from html import escape
-from typing import Any, Final
+from typing import Final
 
-from otel_bucket.devserver._app import Snapshot
-from otel_bucket.devserver._store import Call
+from otel_bucket.devserver._analytics import CHART_DAYS, RETAINED_DAYS, Feature, Overview
+from otel_bucket.devserver._chart import daily_chart, funnel_chart
+from otel_bucket.devserver._html import Query, e, href, layout, link, number, table, when
+from otel_bucket.devserver._page_calls import calls_table
+from otel_bucket.devserver._page_matrix import STAGE_MARKS, render_matrix
+from otel_bucket.devserver._store import Store
 
-__all__ = ["render_page"]
+__all__ = ["DEFINITIONS", "render_page"]
 
-_MAX_COMPANY_COLUMNS: Final = 12
-_NO_COMPANY: Final = "(no company)"
+_RECENT: Final = 10
 
-_STYLE: Final = """
-body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }
-h1 { font-size: 1.4em; } h2 { font-size: 1.1em; margin-top: 2em; }
-table { border-collapse: collapse; margin: .5em 0; }
-th, td { border: 1px solid #ddd; padding: .25em .6em; text-align: left; vertical-align: top; }
-th { background: #f4f4f4; } td.n { text-align: right; } .muted { color: #888; }
-code, pre { font: 12px/1.3 ui-monospace, monospace; } pre { margin: 0; white-space: pre-wrap; }
-.bad { color: #a40000; }
-"""
-
-
-def _e(value: Any) -> str:
-    return escape(str(value), quote=True)
-
-
-def _table(headers: list[str], rows: list[str], empty: str) -> str:
-    if not rows:
-        return f'<p class="muted">{_e(empty)}</p>'
-    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+DEFINITIONS: Final = (
+    ("tried", "the company has at least one event of the feature."),
+    (
+        "adopted",
+        "its events of the feature fall on at least 2 distinct days (UTC); it adopted the "
+        "feature at its first event of the second such day.",
+    ),
+    (
+        "retained",
+        f"it adopted the feature and has an event of it in the last {RETAINED_DAYS} days "
+        "(7 times 24 hours before now) that came after the moment it adopted.",
+    ),
+)
 
 
-def _adoption(snapshot: Snapshot) -> str:
-    companies = snapshot.companies
-    shown = companies[:_MAX_COMPANY_COLUMNS]
-    headers = ["feature", "companies", "users", "last seen"]
-    headers += [company or _NO_COMPANY for company in shown]
-    rows = []
-    for row in snapshot.adoption:
-        cells = [
-            f"<th>{_e(row.feature)}</th>",
-            f'<td class="n">{row.companies}</td>',
-            f'<td class="n">{row.users}</td>',
-            f"<td>{_e(row.last_seen)}</td>",
-        ]
-        for company in shown:
-            users, seen = row.by_company.get(company, (0, ""))
-            title = f' title="last seen {_e(seen)}"' if seen else ""
-            text = f"{users} user{'s' if users != 1 else ''}" if users else "-"
-            cells.append(f'<td class="n"{title}>{_e(text)}</td>')
-        rows.append(f"<tr>{''.join(cells)}</tr>")
-    note = ""
-    if len(companies) > len(shown):
-        note = f'<p class="muted">{len(companies) - len(shown)} more companies in /api/calls.</p>'
+def _feature_row(feature: Feature, overview: Overview, companies: int) -> str:
+    now = overview.now
+    calls = href("/calls", {"event": feature.name})
+    matrix = href("/", {"sort": f"f:{feature.name}", "dir": "desc"})
     return (
-        _table(headers, rows, "No event calls yet: a feature appears here once it is used.") + note
+        f'<tr><th><a href="{calls}" title="calls of this feature">{e(feature.name)}</a>'
+        f'<br><small><a href="{matrix}#companies">companies by use</a></small></th>'
+        f'<td class="n">{number(feature.users)}</td><td class="n">{number(feature.events)}</td>'
+        f'<td class="n">{feature.tried}</td><td class="n">{feature.adopted}</td>'
+        f'<td class="n">{feature.retained}</td>'
+        f"<td>{funnel_chart(feature.tried, feature.adopted, feature.retained, companies)}</td>"
+        f"<td>{when(feature.first_seen, now)}</td><td>{when(feature.last_seen, now)}</td>"
+        f"<td>{daily_chart(feature.daily, overview.days, feature.name)}</td></tr>"
     )
 
 
-def _body(call: Call) -> str:
-    text = call.body if isinstance(call.body, str) else json.dumps(call.body, ensure_ascii=False)
-    return f"<pre>{_e(text)}</pre>"
-
-
-def _calls(calls: list[Call]) -> str:
-    rows = [
-        "<tr>"
-        f"<td>{_e(call.received_at)}</td><td>{_e(call.method)}</td>"
-        f"<td>{_e(call.user_id or '')}</td><td>{_e(call.company_id or '')}</td>"
-        f"<td>{_e(call.event or '')}</td><td>{_body(call)}</td>"
-        "</tr>"
-        for call in calls
+def _features(overview: Overview) -> str:
+    companies = sum(1 for c in overview.companies if c)
+    headers = [
+        "<th>feature</th>",
+        '<th class="n">users</th>',
+        '<th class="n">events</th>',
+        f'<th class="n" title="{e(DEFINITIONS[0][1])}">tried</th>',
+        f'<th class="n" title="{e(DEFINITIONS[1][1])}">adopted</th>',
+        f'<th class="n" title="{e(DEFINITIONS[2][1])}">retained</th>',
+        f"<th>funnel <small>(of {number(companies)} companies)</small></th>",
+        "<th>first seen</th>",
+        "<th>last seen</th>",
+        f"<th>events per day, last {CHART_DAYS} days <small>(UTC, today right)</small></th>",
     ]
-    headers = ["received", "method", "userId", "companyId", "event", "body"]
-    return _table(headers, rows, "No calls yet.")
-
-
-def _rejections(calls: list[Call]) -> str:
-    rows = [
-        "<tr>"
-        f"<td>{_e(call.received_at)}</td><td>{call.status}</td><td>{_e(call.method)}</td>"
-        f'<td class="bad">{"<br>".join(_e(reason) for reason in call.reasons)}</td>'
-        f"<td>{_body(call)}</td>"
-        "</tr>"
-        for call in calls
-    ]
-    return _table(["received", "status", "method", "reasons", "body"], rows, "No rejections.")
+    rows = [_feature_row(feature, overview, companies) for feature in overview.features]
+    definitions = "".join(
+        f"<dt>{STAGE_MARKS[name]} {e(name.capitalize())}</dt><dd>{e(text)}</dd>"
+        for name, text in DEFINITIONS
+    )
+    return (
+        table(
+            headers,
+            rows,
+            "No event calls yet: a feature appears here once it is used.",
+            name="feature-table",
+        )
+        + '<dl class="defs"><p>The funnel counts companies, as Bucket does. A user belongs to '
+        "the companies whose company calls named their userId; events of users in no company "
+        "count under (no company), which is not in the funnel.</p>"
+        f"{definitions}</dl>"
+    )
 
 
 def render_page(
-    snapshot: Snapshot, *, url: str, tracking_key: str | None = None, refresh: int | None = None
+    store: Store,
+    overview: Overview,
+    query: Query,
+    *,
+    url: str,
+    tracking_key: str | None = None,
+    refresh: int | None = None,
 ) -> str:
-    """The whole page for ``snapshot``; ``refresh`` (seconds) reloads it without JavaScript."""
-    counts = snapshot.counts
-    summary = ", ".join(f"{counts[k]} {k}" for k in ("user", "company", "event"))
-    meta = f'<meta http-equiv="refresh" content="{refresh}">' if refresh else ""
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">{meta}
-<title>otel-bucket devserver</title><style>{_STYLE}</style></head>
-<body>
-<h1>otel-bucket devserver</h1>
-<p>Accepted calls: {_e(summary)}; rejected or failed: {counts["rejected"]}.
-Point an app here with
-<code>BUCKET_ENDPOINT={_e(url)} BUCKET_TRACKING_KEY={_e(tracking_key or "dev")}</code>.
-<a href="/">Reload</a> &middot; <a href="/?refresh=2">reload every 2 s</a> &middot;
-<a href="/api/calls">JSON</a></p>
-<h2>Feature adoption (features &times; companies)</h2>
-{_adoption(snapshot)}
-<p class="muted">A user belongs to the companies whose company calls named their userId;
-events of other users count under {_e(_NO_COMPANY)}.</p>
-<h2>Recent calls</h2>
-{_calls(snapshot.calls)}
-<h2>Recent rejections</h2>
-{_rejections(snapshot.rejections)}
-</body></html>
-"""
+    """The overview page; ``refresh`` (seconds) reloads it without JavaScript."""
+    counts = store.counts()
+    companies = sum(1 for c in overview.companies if c)
+    users = sum(c.users for c in overview.companies.values())
+    events = sum(f.events for f in overview.features)
+    rejected = link(
+        f"{number(counts['rejected'])} rejected or failed", "/calls", {"status": "rejected"}
+    )
+    now = overview.now
+    body = f"""<h1>Who uses which feature</h1>
+<p>{number(companies)} companies, {number(users)} users, {number(events)} events of
+{len(overview.features)} features. Accepted calls: {number(counts["user"])} user,
+{number(counts["company"])} company, {number(counts["event"])} event; {rejected}.</p>
+<p class="muted">Point an app here with
+<code>BUCKET_ENDPOINT={e(url)} BUCKET_TRACKING_KEY={e(tracking_key or "dev")}</code>.
+<a href="/">Reload</a> · <a href="/?refresh=2">reload every 2 s</a> ·
+as of <time datetime="{e(now.isoformat())}">{e(now.strftime("%Y-%m-%d %H:%M:%S UTC"))}</time></p>
+<h2 id="features">Features</h2>
+{_features(overview)}
+<h2 id="companies">Adoption by company</h2>
+<p class="muted">Each cell: users of the company who used the feature, of its known users, the
+share, and the feature's events. {STAGE_MARKS["tried"]} tried, {STAGE_MARKS["adopted"]} adopted,
+{STAGE_MARKS["retained"]} retained; a red cell: not used at all. Click a column to sort.</p>
+{render_matrix(overview, query)}
+<h2>Latest calls</h2>
+{calls_table(store.calls(accepted=None, limit=_RECENT), now, "No calls yet.", "latest-calls")}
+<p>{link("All calls →", "/calls")}</p>
+<h2>Latest rejections</h2>
+{calls_table(store.calls(accepted=False, limit=5), now, "No rejections.", "latest-rejections")}
+<p>{link("All rejections →", "/calls", {"status": "rejected"})}</p>"""
+    return layout("Overview", body, active="/", refresh=refresh)

@@ -10,15 +10,18 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Final
 
 from otel_bucket._mapping import utc_iso
-from otel_bucket._schema import SchemaError, parse_body
+from otel_bucket._schema import parse_timestamp
+from otel_bucket.devserver._bodies import body_to_store, clean, load_stored, text_or_none
+from otel_bucket.devserver._masking import mask_key
 
-__all__ = ["DEFAULT_DB", "Adoption", "Call", "Store", "StoreError", "utc_iso"]
+__all__ = ["DEFAULT_DB", "Call", "CallFilter", "Store", "StoreError", "load_stored", "utc_iso"]
 
 DEFAULT_DB: Final = Path(".otel-bucket") / "dev.sqlite3"
 """The default database file, relative to the working directory."""
@@ -38,9 +41,19 @@ CREATE TABLE IF NOT EXISTS calls (
     reasons TEXT
 );
 CREATE INDEX IF NOT EXISTS calls_status ON calls (status, method);
+CREATE INDEX IF NOT EXISTS calls_user ON calls (user_id);
+CREATE INDEX IF NOT EXISTS calls_company ON calls (company_id);
+CREATE INDEX IF NOT EXISTS calls_event ON calls (event);
 """
 
 _MAX_BODY_CHARS: Final = 4096  # what a rejection keeps of its body: enough to debug, bounded
+_COLUMNS: Final = (
+    "id, received_at, tracking_key, method, status, user_id, company_id, event, ts, body, reasons"
+)
+_INSERT: Final = (
+    "INSERT INTO calls (received_at, tracking_key, method, status, user_id, company_id, event,"
+    " ts, body, reasons) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 class StoreError(Exception):
@@ -53,7 +66,7 @@ class Call:
 
     id: int
     received_at: str
-    tracking_key: str
+    tracking_key: str = field(repr=False)  # the full key stays in-process; to_json masks it
     method: str
     status: int
     user_id: str | None
@@ -69,32 +82,51 @@ class Call:
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
+        data["tracking_key"] = mask_key(self.tracking_key)
         data["accepted"] = self.accepted
         return data
 
 
 @dataclass(frozen=True)
-class Adoption:
-    """Who used one feature: per company, the users and when it was last seen."""
+class CallFilter:
+    """Which calls to list; every field left None matches all.
 
-    feature: str
-    users: int
-    companies: int
-    last_seen: str
-    # company id ("" for users not associated with any company) -> (users, last seen)
-    by_company: dict[str, tuple[int, str]]
+    ``company_id`` matches the company's own calls and the user and event calls of its users;
+    ``status`` is ``"accepted"``, ``"rejected"`` (anything but 200) or a status code.
+    """
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "feature": self.feature,
-            "users": self.users,
-            "companies": self.companies,
-            "last_seen": self.last_seen,
-            "by_company": {
-                company: {"users": users, "last_seen": seen}
-                for company, (users, seen) in self.by_company.items()
-            },
-        }
+    method: str | None = None
+    user_id: str | None = None
+    company_id: str | None = None
+    event: str | None = None
+    status: str | None = None
+
+    def where(self) -> tuple[str, tuple[Any, ...]]:
+        """The SQL condition and its parameters."""
+        terms: list[str] = []
+        params: list[Any] = []
+        for column, value in (
+            ("method", self.method),
+            ("user_id", self.user_id),
+            ("event", self.event),
+        ):
+            if value is not None:
+                terms.append(f"{column} = ?")
+                params.append(value)
+        if self.company_id is not None:
+            terms.append(
+                "(company_id = ? OR (company_id IS NULL AND user_id IN (SELECT user_id FROM calls"
+                " WHERE status = 200 AND method = 'company' AND company_id = ?)))"
+            )
+            params += [self.company_id, self.company_id]
+        if self.status == "accepted":
+            terms.append("status = 200")
+        elif self.status == "rejected":
+            terms.append("status != 200")
+        elif self.status is not None:
+            terms.append("status = ?")
+            params.append(int(self.status) if self.status.isdigit() else -1)
+        return (" AND ".join(terms) or "1"), tuple(params)
 
 
 class Store:
@@ -141,19 +173,24 @@ class Store:
         reasons: list[str] | None = None,
         timestamp: str | None = None,
     ) -> Call:
-        """Record one answered call and return it as stored."""
+        """Record one answered call and return it as stored.
+
+        Args:
+            body: the raw request body (bytes), or a JSON value or text to keep. JSON that could
+                not be echoed back safely (too deep, lone surrogates) is kept as text.
+        """
         received = utc_iso(datetime.now(timezone.utc))
-        fields = body if isinstance(body, dict) else {}
+        parsed, text = body_to_store(body)
+        fields = parsed if isinstance(parsed, dict) else {}
         user_id, company_id, event = (
-            _text(fields.get(k)) for k in ("userId", "companyId", "event")
+            text_or_none(fields.get(k)) for k in ("userId", "companyId", "event")
         )
-        text = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False)
         if reasons:
             text = text[:_MAX_BODY_CHARS]
         row = (
             received,
-            tracking_key,
-            method,
+            clean(tracking_key),
+            clean(method),
             status,
             user_id,
             company_id,
@@ -163,92 +200,78 @@ class Store:
             json.dumps(reasons) if reasons else None,
         )
         with self._lock:
-            cursor = self._db.execute(
-                "INSERT INTO calls (received_at, tracking_key, method, status, user_id,"
-                " company_id, event, ts, body, reasons) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                row,
-            )
+            cursor = self._db.execute(_INSERT, row)
             self._db.commit()
         return _call((cursor.lastrowid, *row))
 
-    def calls(self, *, accepted: bool = True, limit: int = 100) -> list[Call]:
-        """The most recent accepted calls (or the others), newest first."""
-        where = "status = 200" if accepted else "status != 200"
-        return [
-            _call(row)
-            for row in self._query(
-                f"SELECT id, received_at, tracking_key, method, status, user_id, company_id,"
-                f" event, ts, body, reasons FROM calls WHERE {where} ORDER BY id DESC LIMIT ?",
-                (limit,),
-            )
-        ]
+    def add_accepted(self, tracking_key: str, calls: Iterable[tuple[str, dict[str, Any]]]) -> int:
+        """Store many valid calls in one transaction, each as received at its own timestamp.
+
+        For sample data and benchmarks: the calls are not validated here.
+
+        Returns:
+            How many calls were stored.
+        """
+        rows = []
+        for method, payload in calls:
+            stamp = payload.get("timestamp")
+            moment = parse_timestamp(stamp) if isinstance(stamp, str) else None
+            ts = utc_iso(moment or datetime.now(timezone.utc))
+            ids = (text_or_none(payload.get(k)) for k in ("userId", "companyId", "event"))
+            text = json.dumps(payload, ensure_ascii=False)
+            rows.append((ts, tracking_key, method, 200, *ids, ts, text, None))
+        with self._lock:
+            self._db.executemany(_INSERT, rows)
+            self._db.commit()
+        return len(rows)
+
+    def calls(
+        self,
+        *,
+        accepted: bool | None = True,
+        limit: int = 100,
+        offset: int = 0,
+        where: CallFilter | None = None,
+    ) -> list[Call]:
+        """The most recent calls, newest first: accepted ones, the others, or (None) both."""
+        condition, params = self._condition(accepted, where)
+        rows = self.query(
+            f"SELECT {_COLUMNS} FROM calls WHERE {condition} ORDER BY id DESC LIMIT ? OFFSET ?",
+            (*params, limit, offset),
+        )
+        return [_call(row) for row in rows]
+
+    def count(self, *, accepted: bool | None = None, where: CallFilter | None = None) -> int:
+        """How many calls `calls` would list without a limit."""
+        condition, params = self._condition(accepted, where)
+        [(total,)] = self.query(f"SELECT COUNT(*) FROM calls WHERE {condition}", params)
+        return int(total)
+
+    @staticmethod
+    def _condition(accepted: bool | None, where: CallFilter | None) -> tuple[str, tuple[Any, ...]]:
+        condition, params = (where or CallFilter()).where()
+        if accepted is not None:
+            condition += " AND status = 200" if accepted else " AND status != 200"
+        return condition, params
 
     def counts(self) -> dict[str, int]:
         """Accepted calls per method, and ``rejected`` for every call answered otherwise."""
         counts = {"user": 0, "company": 0, "event": 0, "rejected": 0}
-        for method, status, count in self._query(
+        for method, status, count in self.query(
             "SELECT method, status = 200, COUNT(*) FROM calls GROUP BY method, status = 200", ()
         ):
             key = method if status and method in counts else "rejected"
             counts[key] += count
         return counts
 
-    def adoption(self) -> list[Adoption]:
-        """Per feature (event name): users and companies that used it, most used first.
-
-        An event names only its user; the user's companies come from company calls that carry
-        a ``userId``, as in Bucket. Events of users in no company count under ``""``.
-        """
-        rows = self._query(
-            """
-            WITH members AS (
-                SELECT DISTINCT company_id, user_id FROM calls
-                WHERE status = 200 AND method = 'company' AND user_id IS NOT NULL
-            )
-            SELECT e.event, COALESCE(m.company_id, ''), e.user_id, MAX(e.ts)
-            FROM calls e LEFT JOIN members m ON m.user_id = e.user_id
-            WHERE e.status = 200 AND e.method = 'event'
-            GROUP BY e.event, m.company_id, e.user_id
-            """,
-            (),
-        )
-        per_feature: dict[str, dict[str, dict[str, str]]] = {}
-        for event, company, user, seen in rows:
-            per_feature.setdefault(event, {}).setdefault(company, {})[user] = seen
-        result = []
-        for event, companies in per_feature.items():
-            users = {u for members in companies.values() for u in members}
-            by_company = {
-                company: (len(members), max(members.values()))
-                for company, members in sorted(companies.items())
-            }
-            result.append(
-                Adoption(
-                    feature=event,
-                    users=len(users),
-                    companies=sum(1 for company in companies if company),
-                    last_seen=max(seen for _, seen in by_company.values()),
-                    by_company=by_company,
-                )
-            )
-        result.sort(key=lambda a: (-a.companies, -a.users, a.feature))
-        return result
-
-    def _query(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Run one read-only query (for the views built on the calls table)."""
         with self._lock:
             return self._db.execute(sql, params).fetchall()
 
 
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
-
 def _call(row: tuple[Any, ...]) -> Call:
     id_, received, key, method, status, user_id, company_id, event, ts, body, reasons = row
-    try:
-        parsed = parse_body(body.encode("utf-8"))
-    except SchemaError:  # a rejected body that was not JSON, or was cut short: keep the text
-        parsed = body
     return Call(
         id=id_,
         received_at=received,
@@ -259,7 +282,7 @@ def _call(row: tuple[Any, ...]) -> Call:
         company_id=company_id,
         event=event,
         timestamp=ts,
-        body=parsed,
+        body=load_stored(body),
         reasons=json.loads(reasons) if reasons else [],
     )
 
