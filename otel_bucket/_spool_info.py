@@ -1,0 +1,104 @@
+"""What a spool file holds (``SpoolInfo``), read by the spool itself or by ``otel-bucket spool``."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from otel_bucket._spool_db import error_kind, file_state
+
+__all__ = ["SpoolInfo", "disk_size", "read_info", "read_spool"]
+
+
+@dataclass(frozen=True)
+class SpoolInfo:
+    """What one spool file holds (a snapshot)."""
+
+    path: Path
+    calls: dict[str, int] = field(default_factory=dict)
+    """Calls per method."""
+    leased: int = 0
+    """Calls a process holds under a lease (sending them now, or died while it did)."""
+    oldest: float | None = None
+    """When the oldest call was spooled (seconds since the epoch)."""
+    newest: float | None = None
+    """When the newest call was spooled."""
+    size: int = 0
+    """Bytes on disk: the file and its write-ahead log."""
+    endpoint: str | None = None
+    """The endpoint the calls are for, when the file records it."""
+
+    @property
+    def total(self) -> int:
+        """Calls in the spool."""
+        return sum(self.calls.values())
+
+
+def disk_size(path: Path) -> int:
+    """Bytes of the file and its write-ahead log (0 for what does not exist)."""
+    total = 0
+    for name in (str(path), f"{path}-wal"):
+        with suppress(OSError):
+            total += os.stat(name).st_size
+    return total
+
+
+def read_info(conn: sqlite3.Connection, path: Path, now: float) -> SpoolInfo:
+    """What the spool behind ``conn`` holds (one read transaction, so the figures agree)."""
+    conn.execute("BEGIN")
+    try:
+        calls = dict(conn.execute("SELECT method, COUNT(*) FROM calls GROUP BY method ORDER BY 1"))
+        leased, oldest, newest = conn.execute(
+            "SELECT COALESCE(SUM(lease_until > ?), 0), MIN(spooled), MAX(spooled) FROM calls",
+            (now,),
+        ).fetchone()
+        row = conn.execute("SELECT value FROM meta WHERE name = 'endpoint'").fetchone()
+    finally:
+        conn.execute("COMMIT")
+    return SpoolInfo(
+        path=path,
+        calls=calls,
+        leased=leased,
+        oldest=oldest,
+        newest=newest,
+        size=disk_size(path),
+        endpoint=row[0] if row else None,
+    )
+
+
+def read_spool(path: str | os.PathLike[str]) -> SpoolInfo:
+    """What a spool file holds, for ``otel-bucket spool``: changes nothing, creates nothing.
+
+    Raises:
+        ValueError: the file is not an otel-bucket spool (foreign, damaged or newer).
+        OSError, sqlite3.Error: it cannot be read.
+    """
+    path = Path(path)
+    if not path.exists():
+        return SpoolInfo(path=path)
+    uri = path.resolve().as_uri()
+    # Read-write when allowed, so that SQLite tidies its -wal/-shm away on close as usual;
+    # the queries only read.
+    try:
+        conn = sqlite3.connect(f"{uri}?mode=rw", uri=True, timeout=5.0, isolation_level=None)
+    except sqlite3.OperationalError:
+        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=5.0, isolation_level=None)
+    try:
+        state = file_state(conn)
+        if state == "fresh":  # just created by a process that has not written yet
+            return SpoolInfo(path=path, size=disk_size(path))
+        if state != "ours":
+            raise ValueError(
+                "written by a newer otel-bucket" if state == "newer" else "not an otel-bucket spool"
+            )
+        return read_info(conn, path, time.time())
+    except sqlite3.DatabaseError as exc:
+        if error_kind(exc) == "corrupt":
+            raise ValueError(f"damaged ({exc})") from None
+        raise
+    finally:
+        conn.close()
