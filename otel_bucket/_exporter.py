@@ -241,18 +241,21 @@ class BucketSpanExporter(SpanExporter):
             self._report.lost(len(overflow), "the backlog of undelivered calls is full")
 
     def _send(self, fresh: list[Pending], deadline: float, *, last_chance: bool = False) -> int:
-        """Send what waits and ``fresh``, phase by phase; keep what failed; return its count."""
-        waiting, merged = merge_pending(self._backlog.take() + fresh)
+        """Send what waits and ``fresh``, phase by phase; keep what may succeed later. Return
+        how many calls were not delivered (with ``last_chance``: how many are left over)."""
+        backlog = self._backlog.take()
+        old_ids = {id(item) for item in backlog}
+        waiting, merged = merge_pending(backlog + fresh)
         due = [item for item in waiting if item.not_before < deadline]
         self._stats.add(deduplicated=merged)
         self._keep([item for item in waiting if item.not_before >= deadline])
         self._sending = len(due)
-        kept = 0
+        kept = failed = 0
         try:
             for method in _PHASES:
                 items = [item for item in due if item.method == method]
-                old = [item for item in items if item.attempts]
-                new = [item for item in items if not item.attempts]
+                old = [item for item in items if id(item) in old_ids]
+                new = [item for item in items if id(item) not in old_ids]
                 outcomes = self._new_phase(interleave(old, new), deadline, last_chance).run(
                     self._pool
                 )
@@ -260,6 +263,7 @@ class BucketSpanExporter(SpanExporter):
                     self._keep(outcomes.kept)
                 self._sending -= len(items)
                 kept += len(outcomes.kept)
+                failed += len(outcomes.kept) + len(outcomes.given_up) + len(outcomes.misdirected)
                 self._account(outcomes, items)
         finally:
             with self._lock:
@@ -267,7 +271,7 @@ class BucketSpanExporter(SpanExporter):
             self._sending = 0
         if kept and not last_chance:
             self._report.not_delivered_yet(kept, len(self._backlog), self._gate.last_error)
-        return kept
+        return kept if last_chance else failed
 
     def _new_phase(self, items: list[Pending], deadline: float, last_chance: bool) -> Phase:
         phase = Phase(

@@ -12,7 +12,7 @@ import enum
 import threading
 from collections.abc import Callable
 
-from otel_bucket._retry import Verdict, retry_after_seconds, verdict
+from otel_bucket._retry import BACKOFF_BASE, Verdict, retry_after_seconds, verdict
 from otel_bucket._transport import Answer
 
 __all__ = ["Admission", "Gate"]
@@ -90,7 +90,7 @@ class Gate:
             self._failures += 1
             self.last_error = _describe(answer)
             wait = retry_after_seconds(answer.retry_after)
-            if wait is not None:
+            if wait is not None and wait >= BACKOFF_BASE:  # shorter: each call's backoff covers it
                 self._not_before = max(self._not_before, now + wait)
             if answer.unreachable:
                 if self._down and probe:  # a failed probe: wait longer before the next one
