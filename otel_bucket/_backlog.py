@@ -24,7 +24,7 @@ BACKLOG_LIMIT = 10_000
 class Pending:
     """One call on its way: the call, its JSON body (encoded once) and its retry state."""
 
-    __slots__ = ("_body", "attempts", "call", "charged", "last", "not_before")
+    __slots__ = ("_body", "attempts", "call", "charged", "last", "not_before", "spool_id")
 
     def __init__(self, call: Call) -> None:
         self.call = call
@@ -33,6 +33,7 @@ class Pending:
         self.charged = 0  # failures that were this call's own (others got through meanwhile)
         self.not_before = 0.0  # monotonic time before which it must not be tried again
         self.last: Answer | None = None  # the answer of the last failed attempt
+        self.spool_id: int | None = None  # its row, when it was taken from the spool
 
     @property
     def method(self) -> str:

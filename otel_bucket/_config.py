@@ -8,6 +8,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
@@ -35,13 +36,17 @@ class Settings:
     dedupe_window: float
     dedupe_size: int
     offline: bool
+    spool_dir: Path | None = None  # None: the spool is off
+    spool_max_bytes: int = 50 * 1024 * 1024
+    spool_max_age: float = 48 * 3600.0
 
     def __repr__(self) -> str:
         # The key is a secret: never let it reach a repr, a log line or a traceback.
         return (
             f"Settings(tracking_key='***', endpoint={self.endpoint!r}, timeout={self.timeout!r}, "
             f"max_concurrency={self.max_concurrency!r}, dedupe_window={self.dedupe_window!r}, "
-            f"dedupe_size={self.dedupe_size!r}, offline={self.offline!r})"
+            f"dedupe_size={self.dedupe_size!r}, offline={self.offline!r}, "
+            f"spool_dir={self.spool_dir!r})"
         )
 
 
@@ -171,6 +176,9 @@ def resolve_settings(
     dedupe_window: object = None,
     dedupe_size: object = None,
     offline: object = None,
+    spool_dir: object = None,
+    spool_max_mb: object = None,
+    spool_max_age: object = None,
 ) -> Settings:
     """Resolve every setting in one place (contract section 4).
 
@@ -179,6 +187,8 @@ def resolve_settings(
             ``BUCKET_TRACKING_KEY``.
         TypeError: an argument has the wrong type.
     """
+    from otel_bucket import _spool_config as spool  # it builds on resolve() above
+
     key = resolve("tracking_key", tracking_key, "BUCKET_TRACKING_KEY", _key, "")
     if not key:
         raise ValueError(
@@ -197,4 +207,7 @@ def resolve_settings(
         ),
         dedupe_size=resolve("dedupe_size", dedupe_size, None, parse_count, 10_000),
         offline=resolve("offline", offline, "BUCKET_OFFLINE", _flag, False),
+        spool_dir=spool.resolve_spool_dir(spool_dir),
+        spool_max_bytes=spool.resolve_spool_max_bytes(spool_max_mb),
+        spool_max_age=spool.resolve_spool_max_age(spool_max_age),
     )

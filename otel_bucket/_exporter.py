@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 import weakref
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
+from typing import Literal
 
 import requests
 from opentelemetry.sdk.trace import ReadableSpan
@@ -24,6 +26,7 @@ from otel_bucket._mapping import plan_calls
 from otel_bucket._pool import WorkerPool, suppressed_instrumentation
 from otel_bucket._redact import forget_secret, redact, register_secret
 from otel_bucket._report import Reporter
+from otel_bucket._spooling import Spooling
 from otel_bucket._stats import ExporterStats, StatsCounter
 from otel_bucket._transport import NoTransport, SessionTransport, Transport, make_transport
 
@@ -59,6 +62,11 @@ class BucketSpanExporter(SpanExporter):
         dedupe_size: how many delivered calls that memory holds (10,000; least recent forgotten).
         offline: log the calls at debug level instead of sending them (else ``BUCKET_OFFLINE``).
         session: a ``requests.Session`` to send with; it stays yours to close.
+        spool_dir: where calls that could not be delivered are kept for a later process (else
+            ``BUCKET_SPOOL_DIR``, else the user's cache directory); ``False`` or ``"off"``: none.
+        spool_max_mb: the spool's size at most, in MiB (else ``BUCKET_SPOOL_MAX_MB``, 50).
+        spool_max_age: seconds (or ``"48h"``) a spooled call is kept at most (else
+            ``BUCKET_SPOOL_MAX_AGE``, 48 hours).
         clock: the time source; for tests.
     """
 
@@ -73,6 +81,9 @@ class BucketSpanExporter(SpanExporter):
         dedupe_size: int | None = None,
         offline: bool | None = None,
         session: requests.Session | None = None,
+        spool_dir: str | os.PathLike[str] | Literal[False] | None = None,
+        spool_max_mb: float | None = None,
+        spool_max_age: float | str | None = None,
         clock: Clock | None = None,
     ) -> None:
         if session is not None and not isinstance(session, requests.Session):
@@ -85,6 +96,9 @@ class BucketSpanExporter(SpanExporter):
             dedupe_window=dedupe_window,
             dedupe_size=dedupe_size,
             offline=offline,
+            spool_dir=spool_dir,
+            spool_max_mb=spool_max_mb,
+            spool_max_age=spool_max_age,
         )
         self._clock: Clock = clock or SystemClock()
         self._stop = threading.Event()
@@ -94,6 +108,7 @@ class BucketSpanExporter(SpanExporter):
         self._rng = random.Random()
         self._new_state()
         register_secret(self._settings.tracking_key)
+        self._spooling = Spooling(self._settings, self._clock.monotonic)
         self._pool = WorkerPool(self._settings.max_concurrency)
         self._transport = self._new_transport()
         self._finalizer = weakref.finalize(
@@ -116,6 +131,10 @@ class BucketSpanExporter(SpanExporter):
     def pending(self) -> int:
         """How many calls are not settled yet: waiting for a retry, or being sent now."""
         return len(self._backlog) + self._sending
+
+    def has_waiting_calls(self) -> bool:
+        """Whether calls wait in the backlog, or maybe in the spool, for a ``force_flush``."""
+        return bool(len(self._backlog)) or self._spooling.may_hold_calls()
 
     def __repr__(self) -> str:
         s = self._settings
@@ -145,8 +164,7 @@ class BucketSpanExporter(SpanExporter):
         try:
             fresh = self._plan(spans)
             if self._shut_down:
-                self._stats.add(undelivered=len(fresh))
-                self._report.lost(len(fresh), "they were handed over after shutdown")
+                self._keep_for_later(fresh, "they were handed over after shutdown")
             elif fresh:
                 self._keep(fresh)
         except Exception as exc:
@@ -198,6 +216,18 @@ class BucketSpanExporter(SpanExporter):
             self._export_lock.release()
         return self.pending == 0
 
+    def _drain_spool(self) -> int:
+        """Send what the spool holds now, batch after batch while that makes progress (for
+        ``otel-bucket spool flush``); return how many calls it still holds."""
+        left = self._spooling.waiting()
+        while left:
+            self._spooling.look_now()
+            self.force_flush()
+            before, left = left, self._spooling.waiting()
+            if left >= before:
+                break
+        return left
+
     # -- internals ----------------------------------------------------------------------------
 
     def _redacted(self, exc: BaseException) -> str:
@@ -227,18 +257,26 @@ class BucketSpanExporter(SpanExporter):
             return SpanExportResult.SUCCESS if self._settings.offline else SpanExportResult.FAILURE
         with self._export_lock:
             if self._shut_down:  # shutdown overtook us and has flushed already
-                self._stats.add(undelivered=len(fresh))
-                self._report.lost(len(fresh), "they were exported after shutdown")
+                self._keep_for_later(fresh, "they were exported after shutdown")
                 return SpanExportResult.FAILURE
             left = self._send(fresh, self._clock.monotonic() + seconds)
         return SpanExportResult.FAILURE if left else SpanExportResult.SUCCESS
 
     def _keep(self, items: Sequence[Pending]) -> None:
-        """Hold undelivered calls for later; count what a full backlog gives up."""
+        """Hold undelivered calls for later; a full backlog's oldest go to the spool."""
         overflow = self._backlog.keep(items)
         if overflow:
-            self._stats.add(undelivered=len(overflow))
-            self._report.lost(len(overflow), "the backlog of undelivered calls is full")
+            self._keep_for_later(overflow, "the backlog of undelivered calls is full")
+
+    def _keep_for_later(self, items: Sequence[Pending], why: str) -> int:
+        """Write calls this process will not send to the spool; count (and report) the rest as
+        lost. Return how many were lost."""
+        stored = self._spooling.keep(items)
+        lost = len(items) - stored
+        self._stats.add(spooled=stored, undelivered=lost)
+        if lost:
+            self._report.lost(lost, why)
+        return lost
 
     def _send(self, fresh: list[Pending], deadline: float, *, last_chance: bool = False) -> int:
         """Send what waits and ``fresh``, phase by phase; keep what may succeed later. Return
@@ -249,18 +287,20 @@ class BucketSpanExporter(SpanExporter):
         due = [item for item in waiting if item.not_before < deadline]
         self._stats.add(deduplicated=merged)
         self._keep([item for item in waiting if item.not_before >= deadline])
+        if not last_chance:
+            due += self._unspool(len(waiting), deadline)
         self._sending = len(due)
         kept = failed = 0
         try:
             for method in _PHASES:
                 items = [item for item in due if item.method == method]
-                old = [item for item in items if id(item) in old_ids]
-                new = [item for item in items if id(item) not in old_ids]
+                old = [item for item in items if id(item) in old_ids or item.spool_id]
+                new = [item for item in items if id(item) not in old_ids and not item.spool_id]
                 outcomes = self._new_phase(interleave(old, new), deadline, last_chance).run(
                     self._pool
                 )
-                if not last_chance:
-                    self._keep(outcomes.kept)
+                self._settle_spooled(items, outcomes.kept)
+                self._keep([item for item in outcomes.kept if item.spool_id is None])
                 self._sending -= len(items)
                 kept += len(outcomes.kept)
                 failed += len(outcomes.kept) + len(outcomes.given_up) + len(outcomes.misdirected)
@@ -271,7 +311,32 @@ class BucketSpanExporter(SpanExporter):
             self._sending = 0
         if kept and not last_chance:
             self._report.not_delivered_yet(kept, len(self._backlog), self._gate.last_error)
-        return kept if last_chance else failed
+        return failed
+
+    def _unspool(self, waiting: int, deadline: float) -> list[Pending]:
+        """Spooled calls to send with this export: when the endpoint is open and the backlog
+        has room. Those identical to a recent delivery are settled at once."""
+        now = self._clock.monotonic()
+        if self._gate.is_down() or self._gate.not_before() >= deadline or waiting > 1000:
+            return []
+        items = self._spooling.claim()
+        if not items:
+            return []
+        fresh = [item for item in items if not self._dedupe.is_duplicate(item.call)]
+        self._stats.add(unspooled=len(items), deduplicated=len(items) - len(fresh))
+        sending = {id(item) for item in fresh}
+        self._spooling.settle([item for item in items if id(item) not in sending], [])
+        for item in fresh:
+            item.not_before = now
+        return fresh
+
+    def _settle_spooled(self, items: list[Pending], kept: list[Pending]) -> None:
+        """Spooled calls the API answered leave the spool; the others go back into it."""
+        back = [item for item in kept if item.spool_id is not None]
+        if any(item.spool_id is not None for item in items):
+            undone = {id(item) for item in back}
+            self._spooling.settle([i for i in items if id(i) not in undone], back)
+            self._stats.add(spooled=len(back))
 
     def _new_phase(self, items: list[Pending], deadline: float, last_chance: bool) -> Phase:
         phase = Phase(
@@ -316,11 +381,22 @@ class BucketSpanExporter(SpanExporter):
         lost = 0
         if got_lock:
             if len(self._backlog) and self._settings.endpoint and not self._gate.is_down():
-                lost = self._send([], deadline, last_chance=True)
-            lost += len(self._backlog.take())  # not tried: endpoint down, or Retry-After
+                self._send([], deadline, last_chance=True)
+            leftover = self._backlog.take()  # failed again, or not tried (down, Retry-After)
+            stored = self._spooling.keep(leftover)
+            lost = len(leftover) - stored
+            self._stats.add(spooled=stored)
+            if stored:
+                _log.warning(
+                    "otel-bucket kept %d undelivered call(s) in its spool (%s) for the next "
+                    "process to send",
+                    stored,
+                    self._settings.spool_dir,
+                )
         else:  # an export still runs past its deadline: what it holds is lost with the process
             lost = self.pending
         self._stats.add(undelivered=lost)
+        self._spooling.close()
         cause = self._gate.last_error or "no attempt could be made before the deadline"
         self._report.final(lost, f"the endpoint did not take them ({cause})")
 

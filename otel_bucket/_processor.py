@@ -221,7 +221,7 @@ class BucketSpanProcessor(SpanProcessor):
         # Calls an earlier export could not deliver would otherwise wait for the next span;
         # on a quiet tick, send them (every export also sends them first).
         exporter = self._exporter
-        if isinstance(exporter, BucketSpanExporter) and exporter.pending:
+        if isinstance(exporter, BucketSpanExporter) and exporter.has_waiting_calls():
             exporter.force_flush(self._settings.export_timeout_millis)
 
     def _export_batches(self, count: int, deadline: float | None) -> bool:

@@ -12,8 +12,8 @@ __all__ = ["ExporterStats", "StatsCounter"]
 class ExporterStats:
     """Counts of calls since the exporter was built (a snapshot; it does not change).
 
-    Every call is in exactly one place: ``calls == delivered + rejected + deduplicated +
-    dropped + undelivered + pending``.
+    Every call is in exactly one place: ``calls + unspooled == delivered + rejected +
+    deduplicated + dropped + undelivered + spooled + pending``.
     """
 
     calls: int = 0
@@ -34,6 +34,11 @@ class ExporterStats:
     undelivered: int = 0
     """Calls given up on: still undelivered at shutdown, pushed out of a full backlog, failing
     again and again while other calls got through, or answered with a redirect."""
+    spooled: int = 0
+    """Calls written to the durable spool, for this or a later process to send."""
+    unspooled: int = 0
+    """Calls taken from the durable spool to be sent (each then counts as delivered, rejected,
+    ... or spooled again)."""
     pending: int = 0
     """Calls not settled yet: waiting for a retry, or being sent right now."""
 

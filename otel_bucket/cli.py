@@ -134,6 +134,13 @@ def _build_parser() -> _Parser:
         "Reads only; never shows a tracking key.",
     )
     spool.add_argument(
+        "action",
+        nargs="?",
+        choices=("flush",),
+        help="flush: send what the spool for BUCKET_ENDPOINT and BUCKET_TRACKING_KEY holds "
+        "now; the exit code is 0 when it is empty afterwards",
+    )
+    spool.add_argument(
         "--dir",
         metavar="DIR",
         type=Path,
@@ -244,6 +251,8 @@ def _run_spool(args: argparse.Namespace) -> int:
     if directory is None:
         _say("The spool is off (BUCKET_SPOOL_DIR=off).")
         return 0
+    if args.action == "flush":
+        return _flush_spool(directory)
     files = list_spools(directory)
     aside = [p for p in Path(directory).glob("spool-*.db.corrupt-*") if not p.name.endswith(_LOGS)]
     if not files:
@@ -273,6 +282,28 @@ def _run_spool(args: argparse.Namespace) -> int:
     if aside:
         _say(f"{len(aside)} damaged or foreign file(s) set aside as *.corrupt-*, never read again.")
     return 1 if unreadable else 0
+
+
+def _flush_spool(directory: Path) -> int:
+    """Send the spool of the configured endpoint and key; 0 when it is empty afterwards."""
+    from otel_bucket import BucketSpanExporter
+
+    try:
+        exporter = BucketSpanExporter(spool_dir=directory)
+    except (TypeError, ValueError) as exc:
+        print(f"otel-bucket spool flush: {exc}", file=sys.stderr)
+        return 2
+    try:
+        before = exporter._spooling.waiting()
+        left = exporter._drain_spool()
+    finally:
+        exporter.shutdown()
+    stats = exporter.stats
+    _say(
+        f"{before} call(s) were waiting for {exporter.settings.endpoint}: {stats.delivered} "
+        f"delivered, {stats.rejected} rejected, {left} still waiting."
+    )
+    return 0 if left == 0 else 1
 
 
 def _phase(item: tuple[str, int]) -> tuple[int, str]:

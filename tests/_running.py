@@ -46,12 +46,18 @@ class Running:
     """A started process whose merged output is read line by line on a thread."""
 
     def __init__(
-        self, args: Sequence[str], env: Mapping[str, str] | None = None, cwd: Path = ROOT
+        self,
+        args: Sequence[str],
+        env: Mapping[str, str] | None = None,
+        cwd: Path = ROOT,
+        *,
+        stdin: bool = False,
     ) -> None:
         self.proc = subprocess.Popen(
             list(args),
             env=dict(env) if env is not None else child_env(),
             cwd=cwd,
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -83,6 +89,11 @@ class Running:
             match = regex.search(line)
             if match:
                 return match
+
+    def close_stdin(self) -> None:
+        """End the process's input (with ``stdin=True``): a script reading it goes on."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
 
     def interrupt(self, timeout: float = 20) -> int:
         """Send Ctrl-C (SIGINT) and wait for the exit code; collect the rest of the output."""

@@ -12,10 +12,12 @@ from tests._capture import CaptureServer
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No BUCKET_* or OTEL_* variable from the machine leaks into a test."""
+    """No BUCKET_* or OTEL_* variable from the machine leaks into a test, and no test writes
+    to (or sends from) the user's real spool: tests of the spool name their own directory."""
     for name in list(os.environ):
         if name.startswith(("BUCKET_", "OTEL_")):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("BUCKET_SPOOL_DIR", "off")
 
 
 @pytest.fixture

@@ -68,7 +68,7 @@ def balanced(exporter: BucketSpanExporter) -> bool:
     """Every call is counted in exactly one place."""
     s = exporter.stats
     settled = s.delivered + s.rejected + s.deduplicated + s.dropped + s.undelivered + s.pending
-    return s.calls == settled
+    return s.calls + s.unspooled == settled + s.spooled
 
 
 # -- 1. no retry storm ----------------------------------------------------------------------------
@@ -116,7 +116,7 @@ def test_retry_after_is_remembered_across_exports(
     assert exporter.stats.delivered == 211 and balanced(exporter)
 
 
-# -- 2. a real deadline -----------------------------------------------------------------------------
+# -- 2. a real deadline ---------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("where", ["headers", "body"])
@@ -277,7 +277,7 @@ def test_a_lone_surrogate_is_replaced_not_refused() -> None:
         assert (exporter.stats.delivered, exporter.stats.rejected) == (2, 0)
 
 
-# -- 4. the probe waits as long as an export may ------------------------------------------------
+# -- 4. the probe waits as long as an export may --------------------------------------------------
 
 
 def test_a_slow_endpoint_is_seen_as_recovered(
@@ -299,7 +299,7 @@ def test_a_slow_endpoint_is_seen_as_recovered(
         slow.close()
 
 
-# -- 6. every loss counted ---------------------------------------------------------------------
+# -- 6. every loss counted ------------------------------------------------------------------------
 
 
 def test_pending_counts_calls_in_flight(
@@ -350,7 +350,7 @@ def test_losses_at_shutdown_match_the_logs(
     assert lost == stats.undelivered == stats.calls - stats.delivered
 
 
-# -- 8. the key never leaks ---------------------------------------------------------------------------
+# -- 8. the key never leaks -----------------------------------------------------------------------
 
 
 def test_the_key_is_in_no_log_line_at_any_level(
@@ -379,7 +379,7 @@ def test_the_key_is_in_no_log_line_at_any_level(
         assert KEY not in record.getMessage()
 
 
-# -- 9. smaller things -----------------------------------------------------------------------------
+# -- 9. smaller things ----------------------------------------------------------------------------
 
 
 def test_rejections_are_logged_once_a_minute_and_cannot_forge_lines(

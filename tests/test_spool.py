@@ -554,6 +554,7 @@ def test_no_home_turns_the_default_off_with_a_warning(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Without a home directory there is no default: a warning and no spool, not a crash."""
+    monkeypatch.delenv("BUCKET_SPOOL_DIR")
     monkeypatch.setattr(sys, "platform", "linux")
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.setattr(os.path, "expanduser", lambda p: p)  # as when HOME and pwd fail
@@ -607,6 +608,7 @@ def test_spool_dir_precedence(
     tmp_path: Path,
 ) -> None:
     """Argument beats BUCKET_SPOOL_DIR beats the cache directory; False and 'off' turn it off."""
+    monkeypatch.delenv("BUCKET_SPOOL_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(sys, "platform", "linux")
     if env is not None:

@@ -119,6 +119,7 @@ def test_where_it_looks(
 ) -> None:
     """--dir, else BUCKET_SPOOL_DIR (off: says so), else the user cache directory; a missing
     directory is reported and not created."""
+    monkeypatch.delenv("BUCKET_SPOOL_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setattr("sys.platform", "linux")
     assert main(["spool"]) == 0
