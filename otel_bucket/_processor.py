@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 import logging
 import queue
+import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -45,6 +46,9 @@ _OPTIONS: Final = {
     "export_timeout_millis": ("OTEL_BSP_EXPORT_TIMEOUT", 30000),
 }
 _WARN_EVERY: Final = 60.0  # seconds between two "queue full" lines
+_HANDLED_SIGNALS: Final = {
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGINT") if hasattr(signal, name)
+}
 _GRACE: Final = 0.5  # seconds a final drain may overrun its deadline before the caller takes over
 
 
@@ -166,8 +170,9 @@ class BucketSpanProcessor(SpanProcessor):
         self._queue: collections.deque[ReadableSpan] = collections.deque()
         self._closed = False
         self._finished = False
-        # list.pop() is atomic: whoever pops first closes the processor / the exporter, once.
-        self._close_claim: list[None] = [None]
+        # list.append() and pop() are atomic: the first final drain appended is the one that
+        # runs (later ones wait for it), and the first pop shuts the exporter down, once.
+        self._finals: list[_Request] = []
         self._exporter_claim: list[None] = [None]
         self._new_drop_counter()
         self._start_worker()
@@ -235,16 +240,19 @@ class BucketSpanProcessor(SpanProcessor):
             self._wait(request)
 
     def _begin(self, seconds: float, *, finish: bool) -> _Request | None:
-        """Hand a flush, or the final drain, to the worker; None when closed already."""
+        """Hand a flush, or the final drain, to the worker; the request to wait for.
+
+        A flush after the final drain began gets None; a second final drain gets the first
+        (a SIGTERM during the drain at exit waits for it instead of ending the process at once).
+        """
+        request = _Request(time.monotonic() + seconds, finish=finish)
         if finish:
-            try:
-                self._close_claim.pop()
-            except IndexError:
-                return None
+            self._finals.append(request)
+            if self._finals[0] is not request:
+                return self._finals[0]
             self._closed = True
         elif self._closed:
             return None
-        request = _Request(time.monotonic() + seconds, finish=finish)
         worker = self._worker
         if worker is threading.current_thread() or not worker.is_alive():
             self._serve([request])
@@ -256,9 +264,12 @@ class BucketSpanProcessor(SpanProcessor):
         """The worker's answer to ``request``; a final drain past its deadline is taken over."""
         grace = _GRACE if request.finish else 0.0
         try:
-            return request.done.get(timeout=max(request.deadline + grace - time.monotonic(), 0))
+            ok = request.done.get(timeout=max(request.deadline + grace - time.monotonic(), 0))
         except queue.Empty:
             pass
+        else:
+            request.done.put(ok)  # for the next one waiting on the same request
+            return ok
         if request.finish:  # the exporter ignores the deadline: count here what is left
             self._account_leftovers()
             self._shut_exporter(0.0)
@@ -284,6 +295,12 @@ class BucketSpanProcessor(SpanProcessor):
         drain_at_child_exit(self)
 
     def _work(self, wakeups: queue.SimpleQueue[_Request | None]) -> None:
+        # A process-directed signal goes to any thread that does not block it. Python runs
+        # handlers in the main thread only, and a main thread blocked in a lock (a join(), an
+        # Event().wait()) is woken only if it received the signal itself: so our threads, and
+        # the exporter's sender threads they start (which inherit this mask), refuse them.
+        if hasattr(signal, "pthread_sigmask"):
+            signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED_SIGNALS)
         delay = self._settings.schedule_delay_millis / 1000
         while not self._finished:
             try:
