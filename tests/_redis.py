@@ -19,7 +19,15 @@ class Broker:
 
     url: str
     env: dict[str, str] = field(default_factory=dict)
-    transport_options: dict[str, str] = field(default_factory=dict)
+
+
+def filesystem_options(folder: str) -> dict[str, str]:
+    """kombu's filesystem transport options: every folder it writes under ``folder``."""
+    return {
+        "data_folder_in": folder,
+        "data_folder_out": folder,
+        "control_folder": str(Path(folder) / "control"),
+    }
 
 
 @contextmanager
@@ -28,9 +36,8 @@ def broker(folder: Path) -> Iterator[Broker]:
     redis = shutil.which("redis-server")
     if redis is None:
         messages = folder / "messages"
-        messages.mkdir()
-        options = {"data_folder_in": str(messages), "data_folder_out": str(messages)}
-        yield Broker("filesystem://", {"CELERY_FS_FOLDER": str(messages)}, options)
+        (messages / "control").mkdir(parents=True)
+        yield Broker("filesystem://", {"CELERY_FS_FOLDER": str(messages)})
         return
     sock = folder / "redis.sock"
     server = Group(

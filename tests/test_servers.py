@@ -20,7 +20,7 @@ import requests
 
 from tests._capture import CaptureServer, Reply
 from tests._group import Group, wait_for_events
-from tests._redis import broker
+from tests._redis import broker, filesystem_options
 from tests._running import child_env, python
 
 pytestmark = [
@@ -163,8 +163,7 @@ def send_tasks(celery_env: dict[str, str], count: int) -> None:
 
     client = Celery("client", broker=celery_env["CELERY_BROKER_URL"])
     if "CELERY_FS_FOLDER" in celery_env:
-        folder = celery_env["CELERY_FS_FOLDER"]
-        client.conf.broker_transport_options = {"data_folder_in": folder, "data_folder_out": folder}
+        client.conf.broker_transport_options = filesystem_options(celery_env["CELERY_FS_FOLDER"])
     try:
         for i in range(count):
             client.send_task("tasks.work", args=[f"u{i}"])

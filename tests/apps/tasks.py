@@ -11,6 +11,7 @@ import os
 from celery import Celery
 
 from otel_bucket import feature, identify, install
+from tests._redis import filesystem_options
 
 install()
 
@@ -18,7 +19,7 @@ app = Celery("tasks", broker=os.environ["CELERY_BROKER_URL"])
 app.conf.broker_connection_retry_on_startup = True
 folder = os.environ.get("CELERY_FS_FOLDER")  # kombu's filesystem transport, when no Redis
 if folder:
-    app.conf.broker_transport_options = {"data_folder_in": folder, "data_folder_out": folder}
+    app.conf.broker_transport_options = filesystem_options(folder)
 
 
 @feature("Work")
