@@ -7,9 +7,10 @@ must not push feature spans out of the queue, and spans recorded but not sampled
 behaves the same across SDK versions; the ``OTEL_BSP_*`` variables apply as they do to the SDK's.
 
 Every export runs on the processor's own worker thread: ``force_flush``, ``shutdown`` and the
-drains at a process's end (``_lifecycle``, ``_signals``) hand it a request and wait for the answer
-on a ``queue.SimpleQueue``, whose ``put`` is reentrant. So a signal handler that interrupts the
-main thread anywhere, even inside ``on_end``, never waits for a lock that thread holds.
+drains at a process's end (``_lifecycle``, ``_signals``) hand it a request through a
+``queue.SimpleQueue``, whose ``put`` is reentrant, and wait for the answer on a queue of their
+own. So a signal handler that interrupts the main thread anywhere, even inside ``on_end`` or
+inside another wait, never waits for a lock that thread holds.
 """
 
 from __future__ import annotations
@@ -111,15 +112,36 @@ def resolve_batch_settings(**given: int | None) -> BatchSettings:
 
 
 class _Request:
-    """A flush (or, with ``finish``, the final drain) for the worker; the caller waits on
-    ``done``, a ``SimpleQueue`` because its ``put`` is reentrant (see the module docstring)."""
+    """A flush (or, with ``finish``, the final drain) for the worker, and its answer.
 
-    __slots__ = ("deadline", "done", "finish")
+    Each waiter waits on a ``SimpleQueue`` of its own: a signal handler may wait for the same
+    request while the code it interrupted waits for it too (a SIGTERM during the drain at exit),
+    and ``SimpleQueue.get`` is not reentrant (``put`` is: the worker answers there).
+    """
+
+    __slots__ = ("deadline", "finish", "result", "waiters")
 
     def __init__(self, deadline: float, *, finish: bool) -> None:
         self.deadline = deadline
         self.finish = finish
-        self.done: queue.SimpleQueue[bool] = queue.SimpleQueue()
+        self.result: bool | None = None
+        self.waiters: list[queue.SimpleQueue[bool]] = []
+
+    def answer(self, ok: bool) -> None:
+        self.result = ok  # first: a waiter arriving after the loop below reads it
+        for waiter in list(self.waiters):
+            waiter.put(ok)
+
+    def wait(self, timeout: float) -> bool | None:
+        """The answer, or None if it did not come within ``timeout`` seconds."""
+        waiter: queue.SimpleQueue[bool] = queue.SimpleQueue()
+        self.waiters.append(waiter)
+        if self.result is not None:
+            return self.result
+        try:
+            return waiter.get(timeout=max(timeout, 0.0))
+        except queue.Empty:
+            return None
 
 
 class BucketSpanProcessor(SpanProcessor):
@@ -248,8 +270,12 @@ class BucketSpanProcessor(SpanProcessor):
         request = _Request(time.monotonic() + seconds, finish=finish)
         if finish:
             self._finals.append(request)
-            if self._finals[0] is not request:
-                return self._finals[0]
+            first = self._finals[0]
+            if first is not request:
+                if first.result is None:
+                    # We may have interrupted its _begin before it reached the worker.
+                    self._wakeups.put(first)
+                return first
             self._closed = True
         elif self._closed:
             return None
@@ -263,12 +289,8 @@ class BucketSpanProcessor(SpanProcessor):
     def _wait(self, request: _Request) -> bool:
         """The worker's answer to ``request``; a final drain past its deadline is taken over."""
         grace = _GRACE if request.finish else 0.0
-        try:
-            ok = request.done.get(timeout=max(request.deadline + grace - time.monotonic(), 0))
-        except queue.Empty:
-            pass
-        else:
-            request.done.put(ok)  # for the next one waiting on the same request
+        ok = request.wait(request.deadline + grace - time.monotonic())
+        if ok is not None:
             return ok
         if request.finish:  # the exporter ignores the deadline: count here what is left
             self._account_leftovers()
@@ -309,14 +331,16 @@ class BucketSpanProcessor(SpanProcessor):
             except queue.Empty:
                 first, ticked = None, True
             self._signalled = False  # before reading the queue: a later span wakes us again
-            requests = [first] if first is not None else []
+            requests: list[_Request] = []
+            item = first
             while True:
+                # A final drain may come twice (see _begin); one answer is enough.
+                if item is not None and item.result is None and item not in requests:
+                    requests.append(item)
                 try:
                     item = wakeups.get_nowait()
                 except queue.Empty:
                     break
-                if item is not None:
-                    requests.append(item)
             if requests:
                 self._serve(requests)
             elif self._queue:
@@ -343,7 +367,7 @@ class BucketSpanProcessor(SpanProcessor):
             complete = complete and flushed is not False  # some exporters return None
         now = time.monotonic()
         for request in requests:
-            request.done.put(complete and now <= request.deadline + _GRACE)
+            request.answer(complete and now <= request.deadline + _GRACE)
 
     def _retry_pending(self) -> None:
         # Calls an earlier export could not deliver would otherwise wait for the next span;
