@@ -7,6 +7,7 @@ import re
 import signal
 import sys
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -15,7 +16,14 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 import otel_bucket
-from otel_bucket import BucketSpanExporter, BucketSpanProcessor, feature, identify, install
+from otel_bucket import (
+    BucketSpanExporter,
+    BucketSpanProcessor,
+    _lifecycle,
+    feature,
+    identify,
+    install,
+)
 from otel_bucket._install import _installed
 from tests._capture import CaptureServer, Reply
 from tests._group import Group, wait_for_events
@@ -37,6 +45,12 @@ class Gate(SpanExporter):
         self.gate.wait(10)
         self.names += [span.name for span in spans]
         return SpanExportResult.SUCCESS
+
+
+@pytest.fixture(autouse=True)
+def _own_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """flush() sees only the processors this test installed, not those of earlier tests."""
+    monkeypatch.setattr(_lifecycle, "_processors", weakref.WeakSet())
 
 
 @pytest.fixture
