@@ -350,9 +350,11 @@ class BucketSpanProcessor(SpanProcessor):
 
     def _serve(self, requests: list[_Request]) -> None:
         """Answer flush requests, or run the final drain; on the worker (or inline)."""
-        deadline = max(request.deadline for request in requests)
+        finals = [request.deadline for request in requests if request.finish]
+        # A flush that comes with the final drain must not stretch the drain's deadline.
+        deadline = min(finals) if finals else max(request.deadline for request in requests)
         complete = self._export_queued(len(self._queue), deadline)
-        if any(request.finish for request in requests):
+        if finals:
             self._finished = True
             complete = self._account_leftovers() and complete
             self._shut_exporter(max(deadline - time.monotonic(), 0.0))
