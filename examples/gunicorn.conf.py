@@ -13,8 +13,15 @@ the master, then the workers are forked from it):
   twice, and spans queued in the master before the fork stay the master's;
 - the exporter opens its own HTTP connections in each child instead of sharing the parent's
   sockets (a session you passed in yourself stays yours to manage);
-- each worker is one process with its own queue, so events reach Bucket from every worker, and
-  ``worker_exit`` below delivers what a worker still holds when gunicorn stops or recycles it.
+- each worker is one process with its own queue, so events reach Bucket from every worker;
+- SIGTERM (how gunicorn stops or recycles a worker) drains the worker's queue first. gunicorn
+  sets each worker's signal handlers after the fork, so with ``preload_app`` the handler
+  ``install()`` armed in the master is gone in the workers: ``post_worker_init`` below calls
+  ``install()`` again (it returns the processor already there and re-arms the drain). A sync
+  worker would deliver at its normal exit anyway; an ASGI worker
+  (``worker_class = "uvicorn.workers.UvicornWorker"``) ends by re-raising SIGTERM, without
+  ``atexit``, and needs this line. Without ``preload_app`` the app's own ``install()`` runs in
+  each worker after gunicorn's setup, and nothing here is needed.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from opentelemetry import trace
+import otel_bucket
 
 wsgi_app = "flask_app:app"
 pythonpath = os.path.dirname(os.path.abspath(__file__))  # where flask_app.py lives
@@ -31,9 +38,6 @@ workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
 preload_app = True  # import the app (and run install()) once, before forking
 
 
-def worker_exit(server: Any, worker: Any) -> None:
-    """Deliver what this worker still queues before the process goes away."""
-    provider = trace.get_tracer_provider()
-    force_flush = getattr(provider, "force_flush", None)
-    if force_flush is not None:
-        force_flush(timeout_millis=10_000)
+def post_worker_init(worker: Any) -> None:
+    """Re-arm otel-bucket's SIGTERM drain after gunicorn set this worker's own handlers."""
+    otel_bucket.install()

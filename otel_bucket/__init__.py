@@ -16,6 +16,7 @@ from otel_bucket._decorator import feature
 from otel_bucket._exporter import BucketSpanExporter
 from otel_bucket._identity import identify
 from otel_bucket._install import install
+from otel_bucket._lifecycle import flush
 from otel_bucket._processor import BucketSpanProcessor
 from otel_bucket._stats import ExporterStats
 
@@ -38,6 +39,7 @@ __all__ = [
     "Settings",
     "__version__",
     "feature",
+    "flush",
     "identify",
     "install",
 ]

@@ -10,6 +10,7 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.sdk.trace import Tracer, TracerProvider
 
+from otel_bucket import _lifecycle, _signals
 from otel_bucket._decorator import TRACER_NAME, forget_tracers, tracer_version
 from otel_bucket._processor import BucketSpanProcessor
 from otel_bucket._sampling import BucketSampler
@@ -79,7 +80,10 @@ def _global_sdk_provider() -> TracerProvider:
 
 
 def install(
-    tracer_provider: TracerProvider | None = None, **exporter_options: Any
+    tracer_provider: TracerProvider | None = None,
+    *,
+    handle_signals: bool | None = None,
+    **exporter_options: Any,
 ) -> BucketSpanProcessor:
     """Send Bucket-relevant spans of ``tracer_provider`` to Bucket, whatever the sampler keeps.
 
@@ -87,11 +91,19 @@ def install(
     adds the processor to the provider, and wraps the provider's sampler so that spans starting
     with Bucket attributes are recorded even when the trace is not sampled. Other processors see
     exactly the spans they saw before. A second call for the same provider returns the first
-    processor and adds nothing.
+    processor and adds nothing (it re-arms the signal handlers if something replaced them).
+
+    Called in the main thread, it also makes SIGTERM and SIGHUP drain the queue (within the
+    exporter's ``timeout``) before the process goes on as it would have: the previous handler is
+    called, or the default action happens (see ``otel_bucket._signals``). In a Celery prefork
+    child, the queue is drained at the child's end too.
 
     Args:
         tracer_provider: an SDK ``TracerProvider``; default the global one (an SDK provider is
             created and set as global when none is set yet).
+        handle_signals: ``False`` leaves SIGTERM and SIGHUP alone (for applications that manage
+            signals themselves and call ``otel_bucket.flush()``); default
+            ``BUCKET_HANDLE_SIGNALS``, else true.
         exporter_options: keyword arguments of ``BucketSpanExporter`` (``tracking_key``,
             ``endpoint``, ``timeout``, ...).
 
@@ -99,26 +111,41 @@ def install(
         The processor (``processor.exporter.stats`` gives the delivery counters).
 
     Raises:
-        TypeError: ``tracer_provider`` is not an SDK ``TracerProvider``, or an unknown option.
-        ValueError: an exporter option is malformed (e.g. no tracking key anywhere).
-        RuntimeError: the global provider is not an SDK provider and cannot be replaced.
+        TypeError: ``tracer_provider`` is not an SDK ``TracerProvider``, ``handle_signals`` is
+            not a bool, or an unknown option.
+        ValueError: an exporter option is malformed (e.g. no tracking key anywhere), or
+            ``tracer_provider`` was shut down.
+        RuntimeError: the global provider is not an SDK provider and cannot be replaced, or it
+            was shut down.
     """
     if tracer_provider is not None and not isinstance(tracer_provider, TracerProvider):
         raise TypeError(
             "tracer_provider must be an opentelemetry.sdk.trace.TracerProvider, "
             f"got {type(tracer_provider).__name__}"
         )
+    handle = _signals.enabled(handle_signals)
     provider = tracer_provider if tracer_provider is not None else _global_sdk_provider()
     with _lock:
-        existing = _installed.get(provider)
-        if existing is not None:
+        processor = _installed.get(provider)
+        if processor is not None:
+            if processor._closed:
+                # Its other processors are stopped too and its atexit drain is gone: a new
+                # processor here would send some spans and lose the rest silently.
+                what = "tracer_provider" if tracer_provider is not None else "the global provider"
+                error = ValueError if tracer_provider is not None else RuntimeError
+                raise error(
+                    f"{what} was shut down, and otel-bucket's processor with it: install() on a "
+                    "new TracerProvider (use otel_bucket.flush() to deliver without shutting down)"
+                )
             if exporter_options:
                 _log.warning("otel-bucket is already installed on this provider; options ignored")
-            return existing
-        from otel_bucket._exporter import BucketSpanExporter
+        else:
+            from otel_bucket._exporter import BucketSpanExporter
 
-        processor = BucketSpanProcessor(BucketSpanExporter(**exporter_options))
-        wrap_sampler(provider)
-        provider.add_span_processor(processor)
-        _installed[provider] = processor
+            processor = BucketSpanProcessor(BucketSpanExporter(**exporter_options))
+            wrap_sampler(provider)
+            provider.add_span_processor(processor)
+            _installed[provider] = processor
+            _lifecycle.register(processor)
+    _signals.arm(handle)
     return processor

@@ -5,13 +5,20 @@ unsampled ones. Analytics need the opposite on both counts: a burst of a service
 must not push feature spans out of the queue, and spans recorded but not sampled (see
 ``BucketSampler``) must be exported. Batching is our own here, built on public API only, so it
 behaves the same across SDK versions; the ``OTEL_BSP_*`` variables apply as they do to the SDK's.
+
+Every export runs on the processor's own worker thread: ``force_flush``, ``shutdown`` and the
+drains at a process's end (``_lifecycle``, ``_signals``) hand it a request through a
+``queue.SimpleQueue``, whose ``put`` is reentrant, and wait for the answer on a queue of their
+own. So a signal handler that interrupts the main thread anywhere, even inside ``on_end`` or
+inside another wait, never waits for a lock that thread holds.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
-import sys
+import queue
+import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -24,8 +31,8 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from otel_bucket._config import parse_count, resolve
 from otel_bucket._exporter import BucketSpanExporter
 from otel_bucket._fork import after_fork_in_child
+from otel_bucket._lifecycle import drain_at_child_exit
 from otel_bucket._sampling import is_relevant
-from otel_bucket._throttle import Throttle
 
 __all__ = ["BatchSettings", "BucketSpanProcessor"]
 
@@ -39,7 +46,11 @@ _OPTIONS: Final = {
     "max_export_batch_size": ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512),
     "export_timeout_millis": ("OTEL_BSP_EXPORT_TIMEOUT", 30000),
 }
-_WARN_EVERY: Final = 60.0  # seconds between two "queue full" warnings
+_WARN_EVERY: Final = 60.0  # seconds between two "queue full" lines
+_HANDLED_SIGNALS: Final = {
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGINT") if hasattr(signal, name)
+}
+_GRACE: Final = 0.5  # seconds a final drain may overrun its deadline before the caller takes over
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,9 @@ class BatchSettings:
     schedule_delay_millis: int
     max_export_batch_size: int
     export_timeout_millis: int
+    eager: bool = True
+    """Send as soon as spans are queued and no export runs (the default). False when a schedule
+    delay was given: spans then wait for a full batch or ``schedule_delay_millis``."""
 
 
 def _int_argument(value: object) -> int:
@@ -65,17 +79,69 @@ def resolve_batch_settings(**given: int | None) -> BatchSettings:
         TypeError: an option is not an int.
         ValueError: an option is not positive, or the batch is larger than the queue.
     """
-    values = {
-        name: resolve(
+
+    def option(name: str) -> int:
+        variable, default = _OPTIONS[name]
+        return resolve(
             name, given.get(name), variable, parse_count, default, parse_argument=_int_argument
         )
-        for name, (variable, default) in _OPTIONS.items()
-    }
-    if values["max_export_batch_size"] > values["max_queue_size"]:
+
+    queue_size = option("max_queue_size")
+    batch = option("max_export_batch_size")
+    timeout = option("export_timeout_millis")
+    # No default here: a delay set nowhere means "send eagerly".
+    delay: int | None = resolve(
+        "schedule_delay_millis",
+        given.get("schedule_delay_millis"),
+        _OPTIONS["schedule_delay_millis"][0],
+        parse_count,
+        None,
+        parse_argument=_int_argument,
+    )
+    if batch > queue_size:
         if given.get("max_export_batch_size") is not None:
             raise ValueError("max_export_batch_size must not exceed max_queue_size")
-        values["max_export_batch_size"] = values["max_queue_size"]  # a small queue, default batch
-    return BatchSettings(**values)
+        batch = queue_size  # a small queue, default batch
+    return BatchSettings(
+        max_queue_size=queue_size,
+        schedule_delay_millis=_OPTIONS["schedule_delay_millis"][1] if delay is None else delay,
+        max_export_batch_size=batch,
+        export_timeout_millis=timeout,
+        eager=delay is None,
+    )
+
+
+class _Request:
+    """A flush (or, with ``finish``, the final drain) for the worker, and its answer.
+
+    Each waiter waits on a ``SimpleQueue`` of its own: a signal handler may wait for the same
+    request while the code it interrupted waits for it too (a SIGTERM during the drain at exit),
+    and ``SimpleQueue.get`` is not reentrant (``put`` is: the worker answers there).
+    """
+
+    __slots__ = ("deadline", "finish", "result", "waiters")
+
+    def __init__(self, deadline: float, *, finish: bool) -> None:
+        self.deadline = deadline
+        self.finish = finish
+        self.result: bool | None = None
+        self.waiters: list[queue.SimpleQueue[bool]] = []
+
+    def answer(self, ok: bool) -> None:
+        self.result = ok  # first: a waiter arriving after the loop below reads it
+        for waiter in list(self.waiters):
+            waiter.put(ok)
+
+    def wait(self, timeout: float) -> bool | None:
+        """The answer, or None if it did not come within ``timeout`` seconds."""
+        waiter: queue.SimpleQueue[bool] = queue.SimpleQueue()
+        self.waiters.append(waiter)
+        if self.result is not None:
+            return self.result
+        try:
+            return waiter.get(timeout=max(timeout, 0.0))
+        except queue.Empty:
+            return None
 
 
 class BucketSpanProcessor(SpanProcessor):
@@ -85,13 +151,20 @@ class BucketSpanProcessor(SpanProcessor):
         exporter: where batches go; default ``BucketSpanExporter()`` configured from the
             environment.
         max_queue_size: spans held at most (``OTEL_BSP_MAX_QUEUE_SIZE``, default 16,384); when
-            full, the oldest is dropped and a warning logged.
-        schedule_delay_millis: the longest a span waits for a batch (``OTEL_BSP_SCHEDULE_DELAY``,
-            5,000).
+            full, the oldest is dropped, counted in ``dropped_spans`` and logged as an error.
+        schedule_delay_millis: when given (or ``OTEL_BSP_SCHEDULE_DELAY`` is set), the longest a
+            span waits for a batch to fill; by default spans are sent as soon as they are
+            queued and no export is running, and the worker wakes every 5,000 ms to retry
+            calls that are waiting.
         max_export_batch_size: spans per export (``OTEL_BSP_MAX_EXPORT_BATCH_SIZE``, 512).
-        export_timeout_millis: how long shutdown spends draining the queue at most
-            (``OTEL_BSP_EXPORT_TIMEOUT``, 30,000).
+        export_timeout_millis: how long shutdown spends draining the queue at most, the
+            exporter's last attempt included (``OTEL_BSP_EXPORT_TIMEOUT``, 30,000).
     """
+
+    # Set by _start_worker, again in a forked child.
+    _wakeups: queue.SimpleQueue[_Request | None]
+    _signalled: bool
+    _worker: threading.Thread
 
     def __init__(
         self,
@@ -113,11 +186,17 @@ class BucketSpanProcessor(SpanProcessor):
         if exporter is None:
             exporter = BucketSpanExporter()
         self._exporter: SpanExporter = exporter
-        self._queue: collections.deque[ReadableSpan] = collections.deque(
-            maxlen=self._settings.max_queue_size
-        )
-        self._shutdown = False
-        self._dropped = Throttle(_WARN_EVERY, time.monotonic)
+        self._bucket = exporter if isinstance(exporter, BucketSpanExporter) else None
+        # Unbounded deque, bounded by on_end: each span dropped is one successful popleft(), so
+        # the count is exact without a lock on the hot path.
+        self._queue: collections.deque[ReadableSpan] = collections.deque()
+        self._closed = False
+        self._finished = False
+        # list.append() and pop() are atomic: the first final drain appended is the one that
+        # runs (later ones wait for it), and the first pop shuts the exporter down, once.
+        self._finals: list[_Request] = []
+        self._exporter_claim: list[None] = [None]
+        self._new_drop_counter()
         self._start_worker()
         after_fork_in_child(self, BucketSpanProcessor._after_fork)
 
@@ -131,131 +210,279 @@ class BucketSpanProcessor(SpanProcessor):
         """The resolved batching options."""
         return self._settings
 
+    @property
+    def dropped_spans(self) -> int:
+        """Spans dropped from the full queue since this processor was built (in this process)."""
+        return self._dropped
+
+    @property
+    def queued(self) -> int:
+        """Spans waiting in the queue now."""
+        return len(self._queue)
+
     # -- SpanProcessor --------------------------------------------------------------------------
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         pass
 
     def on_end(self, span: ReadableSpan) -> None:
-        if not is_relevant(span.attributes) or self._shutdown:
+        if self._closed or not is_relevant(span.attributes):
             return
-        queue = self._queue
-        if len(queue) == self._settings.max_queue_size:
-            self._note_dropped()
-        queue.append(span)  # a full deque drops its oldest span
-        if len(queue) >= self._settings.max_export_batch_size and not self._wake.is_set():
-            self._wake.set()
+        queue_ = self._queue
+        if len(queue_) >= self._settings.max_queue_size:
+            self._drop_oldest()
+        queue_.append(span)
+        # One put per wake-up, none while the worker already has one pending: a plain flag.
+        if not self._signalled and (
+            self._settings.eager or len(queue_) >= self._settings.max_export_batch_size
+        ):
+            self._signalled = True
+            self._wakeups.put(None)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Export every span queued now; ``False`` if that took longer than ``timeout_millis``."""
-        if self._shutdown:
-            return False
-        deadline = time.monotonic() + timeout_millis / 1000
-        if not self._export_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
-            return False
-        try:
-            done = self._export_batches(len(self._queue), deadline)
-        finally:
-            self._export_lock.release()
-        remaining_ms = int(max(0.0, deadline - time.monotonic()) * 1000)
-        flushed = self._exporter.force_flush(remaining_ms)
-        return done and flushed is not False  # some exporters return None from force_flush
+        request = self._begin(max(timeout_millis, 0) / 1000, finish=False)
+        return request is not None and self._wait(request)
 
     def shutdown(self) -> None:
-        """Drain the queue (bounded by ``export_timeout_millis``), then shut the exporter down."""
-        if self._shutdown:
-            return
-        self._shutdown = True
-        self._wake.set()
-        if self._worker.is_alive() and self._worker is not threading.current_thread():
-            self._worker.join(self._settings.export_timeout_millis / 1000)
-        self._exporter.shutdown()
+        """Drain the queue and shut the exporter down, within ``export_timeout_millis``."""
+        self._shutdown_within(self._settings.export_timeout_millis / 1000)
+
+    # -- drains (also used by _lifecycle and _signals) -----------------------------------------
+
+    def _drain_budget(self) -> float:
+        """Seconds a drain at a process's end may take: the exporter's ``timeout``."""
+        if self._bucket is not None:
+            return self._bucket.settings.timeout
+        return self._settings.export_timeout_millis / 1000
+
+    def _shutdown_within(self, seconds: float) -> None:
+        request = self._begin(seconds, finish=True)
+        if request is not None:
+            self._wait(request)
+
+    def _begin(self, seconds: float, *, finish: bool) -> _Request | None:
+        """Hand a flush, or the final drain, to the worker; the request to wait for.
+
+        A flush after the final drain began gets None; a second final drain gets the first
+        (a SIGTERM during the drain at exit waits for it instead of ending the process at once).
+        """
+        request = _Request(time.monotonic() + seconds, finish=finish)
+        if finish:
+            self._finals.append(request)
+            first = self._finals[0]
+            if first is not request:
+                if first.result is None:
+                    # We may have interrupted its _begin before it reached the worker.
+                    self._wakeups.put(first)
+                return first
+            self._closed = True
+        elif self._closed:
+            return None
+        worker = self._worker
+        if worker is threading.current_thread() or not worker.is_alive():
+            self._serve([request])
+        else:
+            self._wakeups.put(request)
+        return request
+
+    def _wait(self, request: _Request) -> bool:
+        """The worker's answer to ``request``; a final drain past its deadline is taken over."""
+        grace = _GRACE if request.finish else 0.0
+        ok = request.wait(request.deadline + grace - time.monotonic())
+        if ok is not None:
+            return ok
+        if request.finish:  # the exporter ignores the deadline: count here what is left
+            self._account_leftovers()
+            self._shut_exporter(0.0)
+        return False
 
     # -- the worker -----------------------------------------------------------------------------
 
     def _start_worker(self) -> None:
-        self._export_lock = threading.Lock()
-        self._wake = threading.Event()
+        self._wakeups = queue.SimpleQueue()
+        self._signalled = False
         self._worker = threading.Thread(
-            target=self._work, name="OtelBucketSpanProcessor", daemon=True
+            target=self._work, args=(self._wakeups,), name="OtelBucketSpanProcessor", daemon=True
         )
         self._worker.start()
 
     def _after_fork(self) -> None:
         # The parent's spans are the parent's to send; a lock held by a parent thread would hang.
         self._queue.clear()
-        self._dropped = Throttle(_WARN_EVERY, time.monotonic)
-        if self._shutdown:
+        self._new_drop_counter()
+        if self._closed:
             return
         self._start_worker()
-        # A multiprocessing child ends with os._exit(), which skips the provider's atexit
-        # shutdown, but runs multiprocessing's finalizers first: drain there too. Its registry
-        # is cleared after this hook, so register through its own after-fork hook. (Only when
-        # multiprocessing is in use: importing it would add an atexit hook to every process.)
-        mp_util = sys.modules.get("multiprocessing.util")
-        if mp_util is not None:
-            mp_util.register_after_fork(self, _drain_at_multiprocessing_exit)
+        drain_at_child_exit(self)
 
-    def _work(self) -> None:
+    def _work(self, wakeups: queue.SimpleQueue[_Request | None]) -> None:
+        # A process-directed signal goes to any thread that does not block it. Python runs
+        # handlers in the main thread only, and a main thread blocked in a lock (a join(), an
+        # Event().wait()) is woken only if it received the signal itself: so our threads, and
+        # the exporter's sender threads they start (which inherit this mask), refuse them.
+        if hasattr(signal, "pthread_sigmask"):
+            signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED_SIGNALS)
         delay = self._settings.schedule_delay_millis / 1000
-        while not self._shutdown:
-            self._wake.wait(delay)
-            self._wake.clear()
-            if self._shutdown:
-                break
-            with self._export_lock:
-                if self._queue:
-                    self._export_batches(len(self._queue), None)
-                else:
-                    self._retry_pending()
-        # Drain everything, failed exports included: the exporter keeps what it could not
-        # deliver and fails fast once the endpoint is found dead, so this stays short.
-        deadline = time.monotonic() + self._settings.export_timeout_millis / 1000
-        with self._export_lock:
-            self._export_batches(len(self._queue), deadline)
-            lost = len(self._queue)
-        if lost:
-            _log.error("otel-bucket could not export %d spans before shutdown", lost)
+        while not self._finished:
+            try:
+                first = wakeups.get(timeout=delay)
+                ticked = False
+            except queue.Empty:
+                first, ticked = None, True
+            self._signalled = False  # before reading the queue: a later span wakes us again
+            requests: list[_Request] = []
+            item = first
+            while True:
+                # A final drain may come twice (see _begin); one answer is enough.
+                if item is not None and item.result is None and item not in requests:
+                    requests.append(item)
+                try:
+                    item = wakeups.get_nowait()
+                except queue.Empty:
+                    break
+            if requests:
+                self._serve(requests)
+            elif self._queue:
+                self._export_queued(len(self._queue), None)
+            elif ticked:
+                self._retry_pending()
+
+    def _serve(self, requests: list[_Request]) -> None:
+        """Answer flush requests, or run the final drain; on the worker (or inline)."""
+        finals = [request.deadline for request in requests if request.finish]
+        # A flush that comes with the final drain must not stretch the drain's deadline.
+        deadline = min(finals) if finals else max(request.deadline for request in requests)
+        complete = self._export_queued(len(self._queue), deadline)
+        if finals:
+            self._finished = True
+            complete = self._account_leftovers() and complete
+            self._shut_exporter(max(deadline - time.monotonic(), 0.0))
+        else:
+            self._report_losses(0)
+            remaining_ms = int(max(deadline - time.monotonic(), 0.0) * 1000)
+            try:
+                flushed = self._exporter.force_flush(remaining_ms)
+            except Exception:
+                _log.exception("otel-bucket exporter raised in force_flush")
+                flushed = False
+            complete = complete and flushed is not False  # some exporters return None
+        now = time.monotonic()
+        for request in requests:
+            request.answer(complete and now <= request.deadline + _GRACE)
 
     def _retry_pending(self) -> None:
         # Calls an earlier export could not deliver would otherwise wait for the next span;
         # on a quiet tick, send them (every export also sends them first).
-        exporter = self._exporter
-        if isinstance(exporter, BucketSpanExporter) and exporter.has_waiting_calls():
-            exporter.force_flush(self._settings.export_timeout_millis)
+        bucket = self._bucket
+        if bucket is not None and bucket.has_waiting_calls():
+            bucket.force_flush(self._settings.export_timeout_millis)
 
-    def _export_batches(self, count: int, deadline: float | None) -> bool:
-        """Export up to ``count`` queued spans, oldest first; ``False`` if it stopped early.
-
-        The caller holds the export lock, so the exporter never sees two exports at once.
-        """
+    def _export_queued(self, count: int, deadline: float | None) -> bool:
+        """Export up to ``count`` queued spans, oldest first; ``False`` if the deadline came
+        first. Only ever one caller at a time (the worker, or an inline drain without one)."""
         size = self._settings.max_export_batch_size
-        queue = self._queue
-        while count > 0 and queue:
-            if deadline is not None and time.monotonic() >= deadline:
+        queue_ = self._queue
+        while count > 0:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
                 return False
             batch: list[ReadableSpan] = []
-            while queue and len(batch) < min(size, count):
-                batch.append(queue.popleft())
+            while len(batch) < min(size, count):
+                try:
+                    batch.append(queue_.popleft())
+                except IndexError:
+                    break
+            if not batch:
+                break
             count -= len(batch)
             try:
-                self._exporter.export(batch)
+                if self._bucket is not None and remaining is not None:
+                    self._bucket.export_within(batch, remaining)
+                else:
+                    self._exporter.export(batch)
             except Exception:  # a faulty exporter must not kill the worker
                 _log.exception("otel-bucket exporter raised; %d spans lost", len(batch))
         return True
 
-    def _note_dropped(self) -> None:
-        dropped = self._dropped.ready(1)
-        if dropped is not None:
-            _log.warning(
+    def _take_queue(self) -> list[ReadableSpan]:
+        spans: list[ReadableSpan] = []
+        while True:
+            try:
+                spans.append(self._queue.popleft())
+            except IndexError:
+                return spans
+
+    def _account_leftovers(self) -> bool:
+        """After the final drain: keep (or count as lost) what is still queued; report."""
+        leftovers = self._take_queue()
+        unexported = len(leftovers)
+        if leftovers and self._bucket is not None:
+            # The exporter keeps their calls and counts them (one error line at its shutdown).
+            self._bucket.defer(leftovers)
+            unexported = 0
+        self._report_losses(unexported)
+        return not leftovers
+
+    def _shut_exporter(self, seconds: float) -> None:
+        try:
+            self._exporter_claim.pop()
+        except IndexError:
+            return
+        try:
+            if self._bucket is not None:
+                self._bucket.shutdown_within(seconds)
+            else:
+                self._exporter.shutdown()
+        except Exception:
+            _log.exception("otel-bucket exporter raised in shutdown")
+
+    # -- a full queue ---------------------------------------------------------------------------
+
+    def _new_drop_counter(self) -> None:
+        # Reentrant: on_end may run again in a signal handler on the thread that holds it.
+        self._drop_lock = threading.RLock()
+        self._dropped = 0
+        self._drops_unreported = 0
+        self._next_drop_report = float("-inf")
+
+    def _drop_oldest(self) -> None:
+        try:
+            self._queue.popleft()
+        except IndexError:  # the worker emptied it meanwhile
+            return
+        with self._drop_lock:
+            self._dropped += 1
+            self._drops_unreported += 1
+            now = time.monotonic()
+            if now < self._next_drop_report:
+                return
+            self._next_drop_report = now + _WARN_EVERY
+            count, self._drops_unreported = self._drops_unreported, 0
+        _log.error(
+            "otel-bucket queue full (%d spans): dropped the oldest %d span(s); "
+            "raise max_queue_size or OTEL_BSP_MAX_QUEUE_SIZE",
+            self._settings.max_queue_size,
+            count,
+        )
+
+    def _report_losses(self, unexported: int) -> None:
+        """One error line for spans not exported and drops not reported yet, if any."""
+        with self._drop_lock:
+            dropped, self._drops_unreported = self._drops_unreported, 0
+        if unexported and dropped:
+            _log.error(
+                "otel-bucket could not export %d spans before shutdown; %d more were dropped "
+                "from its full queue",
+                unexported,
+                dropped,
+            )
+        elif unexported:
+            _log.error("otel-bucket could not export %d spans before shutdown", unexported)
+        elif dropped:
+            _log.error(
                 "otel-bucket queue full (%d spans): dropped the oldest %d span(s); "
                 "raise max_queue_size or OTEL_BSP_MAX_QUEUE_SIZE",
                 self._settings.max_queue_size,
                 dropped,
             )
-
-
-def _drain_at_multiprocessing_exit(processor: BucketSpanProcessor) -> None:
-    import multiprocessing.util
-
-    multiprocessing.util.Finalize(processor, processor.shutdown, exitpriority=10)

@@ -117,9 +117,9 @@ def test_recorded_but_unsampled_spans_are_exported(
 
 
 def test_defaults(recorder: Recorder) -> None:
-    """The default queue holds 16,384 spans; the other defaults are the SDK's."""
+    """The default queue holds 16,384 spans and sends eagerly; the other defaults are the SDK's."""
     processor = BucketSpanProcessor(recorder)
-    assert processor.settings == BatchSettings(16384, 5000, 512, 30000)
+    assert processor.settings == BatchSettings(16384, 5000, 512, 30000, eager=True)
     processor.shutdown()
 
 
@@ -129,11 +129,11 @@ def test_defaults(recorder: Recorder) -> None:
         ({"OTEL_BSP_MAX_QUEUE_SIZE": "100"}, {}, BatchSettings(100, 5000, 100, 30000)),
         ({"OTEL_BSP_MAX_QUEUE_SIZE": "100"}, {"max_queue_size": 50},
          BatchSettings(50, 5000, 50, 30000)),
-        ({"OTEL_BSP_SCHEDULE_DELAY": "250"}, {}, BatchSettings(16384, 250, 512, 30000)),
+        ({"OTEL_BSP_SCHEDULE_DELAY": "250"}, {}, BatchSettings(16384, 250, 512, 30000, False)),
         ({"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "64"}, {}, BatchSettings(16384, 5000, 64, 30000)),
         ({"OTEL_BSP_EXPORT_TIMEOUT": "1000"}, {}, BatchSettings(16384, 5000, 512, 1000)),
         ({}, {"max_export_batch_size": 8, "schedule_delay_millis": 10},
-         BatchSettings(16384, 10, 8, 30000)),
+         BatchSettings(16384, 10, 8, 30000, False)),
         ({"OTEL_BSP_MAX_QUEUE_SIZE": "lots"}, {}, BatchSettings(16384, 5000, 512, 30000)),
         ({"OTEL_BSP_SCHEDULE_DELAY": "-5"}, {}, BatchSettings(16384, 5000, 512, 30000)),
         ({"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": ""}, {}, BatchSettings(16384, 5000, 512, 30000)),

@@ -1,0 +1,42 @@
+"""A bare ASGI app for the server tests: ``GET /work?user=ID`` makes one feature call.
+
+``install()`` runs at import, as in an application module; nothing flushes, and the lifespan
+shutdown does nothing of ours: whatever arrives after a stop is the default behaviour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import parse_qs
+
+from otel_bucket import feature, identify, install
+
+install()  # BUCKET_ENDPOINT and BUCKET_TRACKING_KEY from the environment
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+@feature("Work")
+def work() -> None:
+    pass
+
+
+async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer ``/work?user=ID`` after one feature call for that user in company ``acme``."""
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    user = parse_qs(scope["query_string"].decode()).get("user", ["anonymous"])[0]
+    with identify(user, "acme"):
+        work()
+    headers = [(b"content-type", b"text/plain"), (b"content-length", b"2")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b"ok"})
