@@ -74,6 +74,8 @@ class PooledHTTPServer(HTTPServer):
         idle_timeout: seconds an idle keep-alive connection is kept.
     """
 
+    request_queue_size = 128  # listen backlog: a burst of new connections must not wait a SYN retry
+
     def __init__(
         self,
         address: tuple[str, int],
