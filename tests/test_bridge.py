@@ -488,3 +488,30 @@ def test_bad_arguments(
     options.setdefault("exporter", exporter_for(server))
     with pytest.raises(error, match=message):
         Bridge(**options)
+
+
+@pytest.mark.parametrize(
+    ("attributes", "rejected"),
+    [
+        ({"bucket.event": "E", "enduser.id": "u"}, 0),
+        ({"bucket.event": "E", "enduser.id": 7}, 0),
+        ({"bucket.event": "E", "enduser.id": 3.5}, 0),
+        ({"bucket.event": "E", "enduser.id": "  ", "user.id": "u"}, 0),
+        ({"bucket.event": "E", "enduser.id": "  "}, 1),
+        ({"bucket.event": "E", "enduser.id": True}, 1),
+        ({"bucket.event": "E", "user.id": float("nan")}, 1),
+        ({"bucket.event": "E", "bucket.company.id": "c"}, 1),
+        ({"bucket.event": ""}, 0),
+        ({"enduser.id": "u"}, 0),
+    ],
+)
+def test_rejected_spans_are_those_the_mapping_drops(
+    attributes: dict[str, Any], rejected: int, bridge: Bridge
+) -> None:
+    """The partial-success count agrees with the exporter's own mapping, span by span."""
+    from otel_bucket._mapping import plan_calls
+
+    spans = make_spans(attributes)
+    count, message = bridge.rejected(spans)
+    assert count == rejected == plan_calls(spans).dropped_events
+    assert bool(message) == bool(count)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final
 
 from opentelemetry.sdk.trace import ReadableSpan
 
 from otel_bucket._backlog import BACKLOG_LIMIT
-from otel_bucket._conventions import BUCKET_EVENT
+from otel_bucket._conventions import BUCKET_EVENT, ENDUSER_ID, USER_ID
 from otel_bucket._exporter import BucketSpanExporter
 from otel_bucket._mapping import plan_calls
 from otel_bucket.bridge._queue import ExportWorker, SpanQueue
@@ -26,6 +26,20 @@ _HIGH_WATER: Final = 0.9  # share of the exporter's backlog at which requests ar
 _RETRY_FULL: Final = 2  # Retry-After (s) when the queue is full: a burst, soon drained
 _RETRY_SLOW: Final = 10  # ... when calls wait for Bucket: an outage or a slow endpoint
 _RETRY_CLOSING: Final = 5  # ... when shutting down: another bridge (or this one, restarted)
+
+
+def _may_lack_a_user(attributes: Mapping[str, object]) -> bool:
+    """An event span whose user id is not plainly valid (a non-blank string or an integer,
+    which the mapping always takes): the only spans whose event the mapping may drop."""
+    if BUCKET_EVENT not in attributes:
+        return False
+    for key in (ENDUSER_ID, USER_ID):
+        value = attributes.get(key)
+        if isinstance(value, str) and value.strip():
+            return False
+        if isinstance(value, int) and not isinstance(value, bool):
+            return False
+    return True
 
 
 class BridgeError(Exception):
@@ -134,7 +148,9 @@ class Bridge:
                 server = BridgeHTTPServer((self.host, self.port), self, self.threads)
             except (OSError, OverflowError, ValueError) as exc:
                 reason = (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
-                raise BridgeError(f"cannot listen on {self.host}:{self.port}: {reason}") from None
+                raise BridgeError(
+                    f"cannot listen on {self.host}:{self.port}: {reason.lower()}"
+                ) from None
             self._server = server
             self._worker.start()
             server.start()
@@ -188,10 +204,12 @@ class Bridge:
     def rejected(self, spans: Sequence[ReadableSpan]) -> tuple[int, str]:
         """How many spans cannot become what they ask for, and why (OTLP partial success):
         events without a user, found by the exporter's own mapping."""
-        events = [span for span in spans if BUCKET_EVENT in (span.attributes or {})]
-        if not events:
+        # Only spans that might lack a user are mapped (again) here; which of them really do is
+        # the mapping's own decision.
+        doubtful = [span for span in spans if _may_lack_a_user(span.attributes or {})]
+        if not doubtful:
             return 0, ""
-        plan = plan_calls(events)
+        plan = plan_calls(doubtful)
         count = plan.dropped_events + plan.skipped_spans
         if not count:
             return 0, ""
