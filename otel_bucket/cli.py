@@ -325,8 +325,12 @@ def _run_bridge(args: argparse.Namespace) -> int:
             threads=args.threads,
             drain_timeout=args.drain_timeout,
         )
+    except (TypeError, ValueError) as exc:
+        return _bridge_error(exc)
+    try:
         bridge.start()
-    except (TypeError, ValueError, BridgeError) as exc:
+    except BridgeError as exc:
+        bridge.stop()
         return _bridge_error(exc)
     stop = threading.Event()
     with _stop_on_signals(stop):

@@ -515,3 +515,13 @@ def test_rejected_spans_are_those_the_mapping_drops(
     count, message = bridge.rejected(spans)
     assert count == rejected == plan_calls(spans).dropped_events
     assert bool(message) == bool(count)
+
+
+def test_stop_without_start_shuts_the_exporter_down(server: CaptureServer) -> None:
+    """A bridge that never started still shuts its exporter down, and stop() is idempotent."""
+    exporter = exporter_for(server)
+    bridge = Bridge(exporter, port=0)
+    bridge.stop()
+    bridge.stop()
+    assert bridge.wait(0)
+    assert exporter.export(make_spans(USER)).name == "FAILURE"  # refused after shutdown

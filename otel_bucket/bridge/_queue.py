@@ -154,6 +154,9 @@ class ExportWorker:
         self._deadline = time.monotonic() + seconds
         self._queue.close()
         self._stop.set()
+        if self._thread.ident is None:  # never started: nothing was queued
+            self._exporter.shutdown_within(seconds)
+            return
         self._thread.join(seconds + self._exporter.settings.timeout + 5)
 
     def _count(self, **counts: int) -> None:

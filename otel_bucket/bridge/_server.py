@@ -184,6 +184,8 @@ class _Handler(ConnectionHandler):
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
         bridge = self.server.bridge
+        if not discard_body(self.rfile, self.headers, bridge.max_body):
+            self.close_connection = True  # a GET with a body it could not skip
         if path == TRACES_PATH:
             self._json(405, {"error": f"use POST {TRACES_PATH}"}, {"Allow": "POST"})
         elif path == "/health":
