@@ -330,3 +330,15 @@ def test_declared_length_far_beyond_the_cap_closes_without_reading() -> None:
         read_body(stream, headers(Content_Length=str(10**12)), 1000)
     assert info.value.close is True
     assert stream.tell() == 0
+
+
+def test_json_spans_without_bucket_attributes_are_counted_and_skipped() -> None:
+    """Spans with no Bucket attribute are counted but never reach protobuf's (slow) JSON parser,
+    so even a malformed one among them does not fail the request."""
+    document = json.loads(otlp_json())
+    spans = document["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    spans.append({"name": "GET /", "attributes": [{"key": "http.route", "value": {}}]})
+    spans.append({"name": ["not", "a", "name"], "startTimeUnixNano": "soon"})
+    decoded = decode_request(json.dumps(document).encode(), JSON)
+    assert decoded.received == 3
+    assert [span.name for span in decoded.spans] == ["checkout"]
