@@ -1,4 +1,4 @@
-"""The ``otel-bucket`` command: ``otel-bucket devserver``, ``demo`` and ``spool``."""
+"""The ``otel-bucket`` command: ``devserver``, ``demo``, ``spool`` and ``bridge``."""
 
 from __future__ import annotations
 
@@ -147,6 +147,10 @@ def _build_parser() -> _Parser:
         help="spool directory (default: BUCKET_SPOOL_DIR, else the user cache directory)",
     )
     spool.set_defaults(run=_run_spool)
+
+    from otel_bucket._bridge_cli import add_bridge_command
+
+    add_bridge_command(commands)
     return parser
 
 

@@ -1,0 +1,254 @@
+"""``Bridge``: the OTLP/HTTP receiver, its span queue and export worker, and the exporter."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any, Final
+
+from opentelemetry.sdk.trace import ReadableSpan
+
+from otel_bucket._backlog import BACKLOG_LIMIT
+from otel_bucket._conventions import BUCKET_EVENT, ENDUSER_ID, USER_ID
+from otel_bucket._exporter import BucketSpanExporter
+from otel_bucket._mapping import plan_calls
+from otel_bucket.bridge._queue import ExportWorker, SpanQueue
+from otel_bucket.bridge._server import BridgeHTTPServer
+
+__all__ = ["DEFAULT_MAX_BODY", "DEFAULT_PORT", "Bridge", "BridgeError"]
+
+DEFAULT_PORT: Final = 4318  # OTLP/HTTP's port
+DEFAULT_MAX_BODY: Final = 16 * 1024 * 1024
+_HIGH_WATER: Final = 0.9  # share of the exporter's backlog at which requests are refused
+_RETRY_FULL: Final = 2  # Retry-After (s) when the queue is full: a burst, soon drained
+_RETRY_SLOW: Final = 10  # ... when calls wait for Bucket: an outage or a slow endpoint
+_RETRY_CLOSING: Final = 5  # ... when shutting down: another bridge (or this one, restarted)
+
+
+def _may_lack_a_user(attributes: Mapping[str, object]) -> bool:
+    """An event span whose user id is not plainly valid (a non-blank string or an integer,
+    which the mapping always takes): the only spans whose event the mapping may drop."""
+    if BUCKET_EVENT not in attributes:
+        return False
+    for key in (ENDUSER_ID, USER_ID):
+        value = attributes.get(key)
+        if isinstance(value, str) and value.strip():
+            return False
+        if isinstance(value, int) and not isinstance(value, bool):
+            return False
+    return True
+
+
+class BridgeError(Exception):
+    """The bridge cannot start (an address it cannot bind); the message is one line."""
+
+
+def _positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value!r}")
+    return value
+
+
+def _listen_key(value: object) -> str | None:
+    if value is None:
+        value = os.environ.get("BUCKET_BRIDGE_TOKEN") or None
+        if value is None:
+            return None
+    if not isinstance(value, str):
+        raise TypeError(f"listen_key must be a string, got {type(value).__name__}")
+    if not value or not value.isprintable() or any(c.isspace() for c in value):
+        raise ValueError("listen_key must be a non-empty token without spaces")
+    return value
+
+
+class Bridge:
+    """An OTLP/HTTP traces receiver that turns spans into Bucket calls with ``exporter``.
+
+    Args:
+        exporter: maps and delivers the spans; built from the ``BUCKET_*`` environment when
+            not given. The bridge shuts it down when it stops.
+        host: the address to bind; loopback by default.
+        port: the port to bind (4318, OTLP/HTTP's); 0 picks a free one (see `url`).
+        listen_key: when set (else ``BUCKET_BRIDGE_TOKEN``), requests must carry
+            ``Authorization: Bearer <listen_key>`` (``/health`` excepted).
+        max_body: the largest body accepted, after decompression (413 above it).
+        queue_size: spans held between the HTTP handlers and the exporter (503 when full).
+        threads: threads serving requests, whatever the number of connections.
+        drain_timeout: seconds `stop` may spend exporting what is queued.
+        backlog_limit: the exporter's backlog capacity in calls (requests are refused from
+            90 % of it on, so an outage never pushes calls out of the backlog).
+    """
+
+    def __init__(
+        self,
+        exporter: BucketSpanExporter | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        listen_key: str | None = None,
+        max_body: int = DEFAULT_MAX_BODY,
+        queue_size: int = 16_384,
+        threads: int = 16,
+        drain_timeout: float = 20.0,
+        backlog_limit: int = BACKLOG_LIMIT,
+    ) -> None:
+        if exporter is not None and not isinstance(exporter, BucketSpanExporter):
+            raise TypeError(f"exporter must be a BucketSpanExporter, got {type(exporter).__name__}")
+        if not isinstance(host, str) or not host:
+            raise ValueError(f"host must be a non-empty string, got {host!r}")
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError(f"port must be an integer from 0 to 65535, got {port!r}")
+        if isinstance(drain_timeout, bool) or not isinstance(drain_timeout, int | float):
+            raise TypeError(f"drain_timeout must be a number, got {type(drain_timeout).__name__}")
+        if not 0 <= drain_timeout < float("inf"):
+            raise ValueError(f"drain_timeout must be a finite number >= 0, got {drain_timeout!r}")
+        self.host = host
+        self.port = port
+        self.listen_key = _listen_key(listen_key)
+        self.max_body = _positive_int("max_body", max_body)
+        self.threads = _positive_int("threads", threads)
+        self.drain_timeout = float(drain_timeout)
+        self._backlog_limit = _positive_int("backlog_limit", backlog_limit)
+        self._queue = SpanQueue(_positive_int("queue_size", queue_size))
+        self.exporter = exporter if exporter is not None else BucketSpanExporter()
+        self._worker = ExportWorker(self.exporter, self._queue, backlog_limit=backlog_limit)
+        self._server: BridgeHTTPServer | None = None
+        self._stopped = threading.Event()
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = dict.fromkeys(
+            ("requests", "received_spans", "queued_spans", "rejected_spans"), 0
+        )
+        self._refusals: dict[str, int] = {}
+
+    def __repr__(self) -> str:
+        return f"Bridge(host={self.host!r}, port={self.port!r}, exporter={self.exporter!r})"
+
+    @property
+    def url(self) -> str:
+        """The base URL, e.g. ``http://127.0.0.1:4318`` (OTLP clients add ``/v1/traces``)."""
+        if self._server is None:
+            raise RuntimeError("the bridge is not started")
+        return self._server.url
+
+    def start(self) -> Bridge:
+        """Bind and serve in background threads.
+
+        Raises:
+            BridgeError: the address cannot be bound; the message is one readable line.
+        """
+        with self._lock:
+            if self._server is not None:
+                return self
+            try:
+                server = BridgeHTTPServer((self.host, self.port), self, self.threads)
+            except (OSError, OverflowError, ValueError) as exc:
+                reason = (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
+                raise BridgeError(
+                    f"cannot listen on {self.host}:{self.port}: {reason.lower()}"
+                ) from None
+            self._server = server
+            self._worker.start()
+            server.start()
+            return self
+
+    def stop(self) -> None:
+        """Stop accepting, answer the requests already read, export what is queued (within
+        ``drain_timeout``), then shut the exporter down. Safe to call twice."""
+        with self._lock:
+            if self._stopped.is_set():
+                return
+            self._stopped.set()
+            server = self._server
+        if server is not None:
+            server.stop(timeout=5.0)
+        self._worker.stop(self.drain_timeout)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until `stop` has been called; True when it has."""
+        return self._stopped.wait(timeout)
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until every span accepted so far has been through an export; False on timeout.
+        (Calls an export could not deliver may still wait in the exporter's backlog.)"""
+        return self._queue.join(timeout)
+
+    def __enter__(self) -> Bridge:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- used by the HTTP handlers ------------------------------------------------------------
+
+    def busy(self) -> tuple[int, str] | None:
+        """Why new data is refused now, with a Retry-After in seconds; None when accepted."""
+        if self._stopped.is_set() or (self._server is not None and self._server.closing):
+            return _RETRY_CLOSING, "the bridge is shutting down"
+        pending = self.exporter.pending
+        if pending >= self._backlog_limit * _HIGH_WATER:
+            return _RETRY_SLOW, f"{pending} call(s) wait for delivery to Bucket; retry later"
+        if not self._queue.has_room(1):
+            return _RETRY_FULL, f"the bridge's queue is full ({self._queue.capacity} spans)"
+        return None
+
+    def rejected(self, spans: Sequence[ReadableSpan]) -> tuple[int, str]:
+        """How many spans cannot become what they ask for, and why (OTLP partial success):
+        events without a user, found by the exporter's own mapping."""
+        # Only spans that might lack a user are mapped (again) here; which of them really do is
+        # the mapping's own decision.
+        doubtful = [span for span in spans if _may_lack_a_user(span.attributes or {})]
+        if not doubtful:
+            return 0, ""
+        plan = plan_calls(doubtful)
+        count = plan.dropped_events + plan.skipped_spans
+        if not count:
+            return 0, ""
+        return count, (
+            f"{count} span(s) carry bucket.event without enduser.id or user.id: the Bucket "
+            "Tracking API needs a user for every event, so these events are dropped"
+        )
+
+    def offer(self, spans: Sequence[ReadableSpan], *, received: int, rejected: int) -> bool:
+        """Queue a request's spans whole; False when they do not fit (answer 503)."""
+        if not self._queue.offer(spans):
+            return False
+        with self._lock:
+            self._counts["requests"] += 1
+            self._counts["received_spans"] += received
+            self._counts["queued_spans"] += len(spans)
+            self._counts["rejected_spans"] += rejected
+        return True
+
+    def count_refusal(self, status: int) -> None:
+        """Count a request answered with an error ``status``."""
+        with self._lock:
+            self._refusals[str(status)] = self._refusals.get(str(status), 0) + 1
+
+    def stats(self) -> dict[str, Any]:
+        """Counters as JSON-ready data (never the tracking key)."""
+        with self._lock:
+            counts = dict(self._counts)
+            refusals = dict(self._refusals)
+        busy = self.busy()
+        server = self._server
+        return {
+            "accepting": busy is None,
+            "reason": None if busy is None else busy[1],
+            "endpoint": self.exporter.settings.endpoint,
+            "queue": {"depth": self._queue.depth, "capacity": self._queue.capacity},
+            "connections": 0 if server is None else server.open_connections,
+            **counts,
+            "refused": refusals,
+            "worker": self._worker.counts,
+            "exporter": dataclasses.asdict(self.exporter.stats),
+        }

@@ -1,0 +1,211 @@
+"""The bridge's bounded span queue and the one worker that hands it to the exporter.
+
+HTTP handlers only queue spans; one worker thread exports them, so the exporter sees one export
+at a time, as under a batch processor. The queue is the bridge's back-pressure: a request whose
+spans do not fit is answered 503 (the client keeps the data and retries later). The worker also
+stops taking spans while the exporter's backlog of undelivered calls is nearly full, so a Bucket
+outage fills this queue (and then the client's) instead of pushing calls out of the backlog.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExportResult
+
+from otel_bucket._exporter import BucketSpanExporter
+
+__all__ = ["CALLS_PER_SPAN", "ExportWorker", "SpanQueue"]
+
+_log = logging.getLogger(__name__)
+
+CALLS_PER_SPAN = 3  # at most a user, a company and an event call come from one span
+
+
+class SpanQueue:
+    """Spans accepted from requests, oldest first, held whole per request.
+
+    Args:
+        capacity: how many spans it holds. A request is accepted whole or not at all; one
+            larger than the capacity is accepted only into an empty queue, so it is never
+            refused forever.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: deque[Sequence[ReadableSpan]] = deque()
+        self._depth = 0
+        self._accepted = 0  # spans ever accepted ...
+        self._finished = 0  # ... and those the worker is done with (exported or lost)
+        self._closed = False
+        self._cond = threading.Condition()
+
+    @property
+    def depth(self) -> int:
+        """Spans waiting for the worker."""
+        return self._depth
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def has_room(self, count: int) -> bool:
+        """Whether ``count`` spans would be accepted now."""
+        return not self._closed and (not self._depth or self._depth + count <= self.capacity)
+
+    def offer(self, spans: Sequence[ReadableSpan]) -> bool:
+        """Queue all of ``spans``, or none of them (False: full or closed)."""
+        with self._cond:
+            if not self.has_room(len(spans)):
+                return False
+            if spans:
+                self._items.append(spans)
+                self._depth += len(spans)
+                self._accepted += len(spans)
+                self._cond.notify_all()
+            return True
+
+    def take(self, limit: int, timeout: float | None) -> list[ReadableSpan]:
+        """Up to ``limit`` spans, oldest first; waits up to ``timeout`` s for the first one."""
+        with self._cond:
+            if not self._items and not self._closed and timeout:
+                self._cond.wait(timeout)
+            batch: list[ReadableSpan] = []
+            while self._items and len(batch) < limit:
+                head = self._items[0]
+                want = limit - len(batch)
+                if len(head) <= want:
+                    batch.extend(self._items.popleft())
+                else:
+                    batch.extend(head[:want])
+                    self._items[0] = head[want:]
+            self._depth -= len(batch)
+            return batch
+
+    def done(self, count: int) -> None:
+        """The worker is finished with ``count`` taken spans."""
+        with self._cond:
+            self._finished += count
+            self._cond.notify_all()
+
+    def join(self, timeout: float) -> bool:
+        """Wait until every accepted span has been exported (or given up); False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._finished >= self._accepted, timeout)
+
+    def close(self) -> None:
+        """Refuse further spans and wake the worker."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
+class ExportWorker:
+    """One thread: take batches from the queue, export them, retry the backlog when idle.
+
+    Args:
+        exporter: the exporter that maps and delivers; the worker shuts it down at the end.
+        queue: where the spans wait.
+        batch_size: the most spans per export (as the SDK's batch processor's default).
+        backlog_limit: the exporter's backlog capacity, in calls.
+        retry_interval: seconds between retries of waiting calls when no span arrives.
+    """
+
+    def __init__(
+        self,
+        exporter: BucketSpanExporter,
+        queue: SpanQueue,
+        *,
+        batch_size: int = 512,
+        backlog_limit: int,
+        retry_interval: float = 1.0,
+    ) -> None:
+        self._exporter = exporter
+        self._queue = queue
+        self._batch_size = batch_size
+        self._backlog_limit = backlog_limit
+        self._retry_interval = retry_interval
+        self._stop = threading.Event()
+        self._deadline = 0.0
+        self._lock = threading.Lock()
+        self._counts = {"exports": 0, "failed_exports": 0, "exported_spans": 0, "lost_spans": 0}
+        self._thread = threading.Thread(target=self._run, name="otel-bucket-bridge-export")
+        self._thread.daemon = True
+
+    def start(self) -> None:
+        self._thread.start()
+
+    @property
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+    def backlog_room(self) -> int:
+        """How many more calls the exporter's backlog can take."""
+        return max(self._backlog_limit - self._exporter.pending, 0)
+
+    def stop(self, seconds: float) -> None:
+        """Export what is queued within about ``seconds``, then shut the exporter down."""
+        self._deadline = time.monotonic() + seconds
+        self._queue.close()
+        self._stop.set()
+        if self._thread.ident is None:  # never started: nothing was queued
+            self._exporter.shutdown_within(seconds)
+            return
+        self._thread.join(seconds + self._exporter.settings.timeout + 5)
+
+    def _count(self, **counts: int) -> None:
+        with self._lock:
+            for name, value in counts.items():
+                self._counts[name] += value
+
+    def _export(self, batch: list[ReadableSpan], seconds: float) -> None:
+        try:
+            failed = self._exporter.export_within(batch, seconds) is not SpanExportResult.SUCCESS
+        except Exception:  # the exporter never raises; if it ever did, the worker must live on
+            _log.exception("otel-bucket bridge: the export of %d span(s) raised", len(batch))
+            failed = True
+        self._count(exports=1, failed_exports=int(failed), exported_spans=len(batch))
+        self._queue.done(len(batch))
+
+    def _run(self) -> None:
+        timeout = self._exporter.settings.timeout
+        while not self._stop.is_set():
+            room = self.backlog_room() // CALLS_PER_SPAN
+            if room <= 0:
+                # The backlog is (nearly) full: exporting more would push the oldest undelivered
+                # calls out of it. Leave spans queued; retry the waiting calls instead.
+                if not self._stop.wait(self._retry_interval):
+                    self._exporter.force_flush(int(timeout * 1000))
+                continue
+            batch = self._queue.take(min(self._batch_size, room), self._retry_interval)
+            if batch:
+                self._export(batch, timeout)
+            elif self._exporter.pending and not self._stop.is_set():
+                self._exporter.force_flush(int(timeout * 1000))  # a quiet tick
+        self._drain()
+
+    def _drain(self) -> None:
+        """Export everything queued until the deadline, then shut the exporter down (it gives
+        its backlog a last attempt and reports what is lost)."""
+        while True:
+            left = self._deadline - time.monotonic()
+            batch = self._queue.take(self._batch_size, None)
+            if not batch:
+                break
+            if left <= 0:
+                lost = len(batch) + len(self._queue.take(self._queue.depth, None))
+                self._queue.done(lost)
+                self._count(lost_spans=lost)
+                _log.error(
+                    "otel-bucket bridge lost %d span(s) still queued when the drain time ran out",
+                    lost,
+                )
+                break
+            self._export(batch, left)
+        self._exporter.shutdown_within(max(self._deadline - time.monotonic(), 1.0))

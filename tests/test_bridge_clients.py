@@ -1,0 +1,183 @@
+"""Real OTLP clients that no one here wrote, each in its own process, talking to the bridge.
+
+- Python: the SDK's ``OTLPSpanExporter`` (opentelemetry-exporter-otlp-proto-http), HTTP/protobuf,
+  plain and gzip. (That package has no JSON encoding; OTLP JSON comes from the Node client and
+  from the spec-shaped requests of tests/test_bridge.py.)
+- Node.js: ``@opentelemetry/sdk-trace-node`` with ``@opentelemetry/exporter-trace-otlp-http``
+  (OTLP JSON) and ``@opentelemetry/exporter-trace-otlp-proto`` (protobuf), plain and gzip (which
+  Node sends chunked). The npm packages (versions pinned in tests/clients/package.json) are
+  installed into .cache/bridge-node on first use; without node and npm these tests are skipped.
+
+Each emits spans with otel-bucket's attributes; the calls must arrive at the capture server
+correct and complete.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from otel_bucket import BucketSpanExporter
+from otel_bucket.bridge import Bridge
+from tests._capture import CaptureServer
+from tests._running import ROOT, child_env, python, run
+
+pytestmark = pytest.mark.slow
+
+CLIENTS = ROOT / "tests" / "clients"
+NODE_CACHE = ROOT / ".cache" / "bridge-node"
+KEY = "clients-test-key"
+TOKEN = "client-token"
+
+
+@pytest.fixture
+def bridge(server: CaptureServer) -> Iterator[Bridge]:
+    exporter = BucketSpanExporter(KEY, endpoint=server.url, timeout=5)
+    with Bridge(exporter, port=0, listen_key=TOKEN) as running:
+        yield running
+
+
+def sent(server: CaptureServer) -> list[tuple[str, Any]]:
+    return [(r.api_method, r.json) for r in server.requests]
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+def test_python_otlp_exporter(compression: str, bridge: Bridge, server: CaptureServer) -> None:
+    """A Python service exporting only OTLP/HTTP gets the very calls otel-bucket's in-process
+    mapping makes of the same spans; the event without a user is rejected."""
+    result = run(
+        python(str(CLIENTS / "python_service.py"), bridge.url, compression),
+        env=child_env(BRIDGE_TOKEN=TOKEN),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["flushed"] is True
+    assert bridge.flush(10)
+    in_process = sorted(json.dumps(call, sort_keys=True) for call in report["calls"])
+    over_otlp = sorted(json.dumps([m, p], sort_keys=True) for m, p in sent(server))
+    assert over_otlp == in_process
+    calls = {(m, p.get("userId"), p.get("event")): p for m, p in sent(server)}
+    assert calls["user", "42", None]["attributes"] == {"name": "Ada", "roles": "admin,dev"}
+    company = calls["company", "42", None]
+    assert company["companyId"] == "acme"
+    assert company["attributes"] == {"plan": "pro", "seats": 12}
+    assert [m for m, p in sent(server)].count("event") == 3
+    assert calls["event", "42", "Exported report"]["attributes"] == {
+        "format": "csv",
+        "rows": 1200,
+        "ratio": 0.25,
+        "beta": True,
+    }
+    assert calls["event", "u-7", "Checked out"]["attributes"] == {
+        "items": "1,2,3",
+        "total": 99.5,
+        "big": 2**62,
+    }
+    assert ("user", "u-7", None) in calls
+    stats = bridge.stats()
+    assert (stats["received_spans"], stats["queued_spans"], stats["rejected_spans"]) == (6, 5, 1)
+    assert stats["refused"] == {}
+
+
+# -- Node.js -----------------------------------------------------------------------------------
+
+
+def _node_version(node: str) -> tuple[int, ...]:
+    out = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=30).stdout
+    return tuple(int(part) for part in re.findall(r"\d+", out)[:2])
+
+
+@pytest.fixture(scope="session")
+def node_modules() -> Path:
+    """The pinned OpenTelemetry JS packages, installed once into .cache/bridge-node."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        pytest.skip("node and npm are not installed (.ci/run installs them with apt-get)")
+    if _node_version(node) < (18, 19):
+        pytest.skip(f"the pinned OpenTelemetry JS packages need Node 18.19+ ({node} is older)")
+    wanted = (CLIENTS / "package.json").read_text()
+    manifest = NODE_CACHE / "package.json"
+    installed = NODE_CACHE / "node_modules" / "@opentelemetry" / "exporter-trace-otlp-proto"
+    if not (manifest.is_file() and manifest.read_text() == wanted and installed.is_dir()):
+        NODE_CACHE.mkdir(parents=True, exist_ok=True)
+        manifest.write_text(wanted)
+        args = ["install", "--no-audit", "--no-fund", "--ignore-scripts", "--no-package-lock"]
+        cache = ["--cache", str(ROOT / ".cache" / "npm")]
+        done = subprocess.run(
+            [npm, *args, *cache], cwd=NODE_CACHE, capture_output=True, text=True, timeout=600
+        )
+        if done.returncode != 0:
+            manifest.unlink()
+            pytest.fail(f"npm install failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    return NODE_CACHE / "node_modules"
+
+
+# What the Node service's spans make (see tests/clients/node_service.js): the user call merges
+# both of n-1's spans (the latest start time), the company call has the first span's.
+NODE_CALLS = [
+    (
+        "user",
+        {
+            "userId": "n-1",
+            "attributes": {"name": "Grace", "age": 36},
+            "timestamp": "2026-11-27T14:03:05.133Z",
+        },
+    ),
+    (
+        "company",
+        {
+            "companyId": "globex",
+            "userId": "n-1",
+            "attributes": {"plan": "enterprise"},
+            "timestamp": "2026-11-27T14:03:05.123Z",
+        },
+    ),
+    (
+        "event",
+        {
+            "event": "Added to cart",
+            "userId": "n-1",
+            "attributes": {
+                "sku": "A-1",
+                "quantity": 3,
+                "price": 19.99,
+                "gift": False,
+                "tags": "red,xl",
+                "big": 2**40,
+            },
+            "timestamp": "2026-11-27T14:03:05.133Z",
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+@pytest.mark.parametrize("protocol", ["json", "protobuf"])
+def test_node_sdk(
+    protocol: str, compression: str, node_modules: Path, bridge: Bridge, server: CaptureServer
+) -> None:
+    """A Node.js service's spans become the same calls a Python service's would; the JS
+    exporter reads the bridge's partial-success answer in either encoding."""
+    node = shutil.which("node")
+    assert node is not None
+    result = run(
+        [node, str(CLIENTS / "node_service.js"), bridge.url, protocol, compression],
+        env=child_env(NODE_PATH=str(node_modules), BRIDGE_TOKEN=TOKEN),
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "node service flushed" in output
+    partial = re.search(r"Partial Success.*", output)
+    assert partial is not None, output
+    assert re.search(r"rejectedSpans\W+1\b", partial.group(0)), partial.group(0)
+    assert bridge.flush(10)
+    assert sent(server) == NODE_CALLS
+    stats = bridge.stats()
+    assert (stats["received_spans"], stats["queued_spans"], stats["rejected_spans"]) == (4, 3, 1)
