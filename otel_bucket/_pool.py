@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,13 +20,29 @@ from opentelemetry import context
 
 from otel_bucket._fork import after_fork_in_child
 
-__all__ = ["WorkerPool", "suppressed_instrumentation"]
+__all__ = ["WorkerPool", "refuse_process_signals", "suppressed_instrumentation"]
 
 _log = logging.getLogger(__name__)
 
 # The key instrumentations check (opentelemetry.context exposes it for exporters), and the
 # plain-string key the HTTP client instrumentations also check.
 _SUPPRESS_KEYS = (context._SUPPRESS_INSTRUMENTATION_KEY, "suppress_http_instrumentation")
+
+
+_PROCESS_SIGNALS = {
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGINT") if hasattr(signal, name)
+}
+
+
+def refuse_process_signals() -> None:
+    """Block SIGTERM, SIGHUP and SIGINT in the calling thread (one of ours).
+
+    A process-directed signal goes to any thread that does not block it. Python runs handlers
+    in the main thread only, and a main thread blocked in a lock (a join(), an Event().wait())
+    is woken only if it received the signal itself: so every thread of ours refuses them.
+    """
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, _PROCESS_SIGNALS)
 
 
 def _suppressing() -> context.Context:
@@ -94,6 +111,7 @@ class WorkerPool:
 
 
 def _serve(tasks: queue.SimpleQueue[Callable[[], None] | None]) -> None:
+    refuse_process_signals()
     context.attach(_suppressing())  # for this thread's whole life
     while True:
         work = tasks.get()

@@ -18,7 +18,6 @@ from __future__ import annotations
 import collections
 import logging
 import queue
-import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from otel_bucket._config import parse_count, resolve
 from otel_bucket._exporter import BucketSpanExporter
 from otel_bucket._fork import after_fork_in_child
 from otel_bucket._lifecycle import drain_at_child_exit
+from otel_bucket._pool import refuse_process_signals
 from otel_bucket._sampling import is_relevant
 
 __all__ = ["BatchSettings", "BucketSpanProcessor"]
@@ -47,9 +47,6 @@ _OPTIONS: Final = {
     "export_timeout_millis": ("OTEL_BSP_EXPORT_TIMEOUT", 30000),
 }
 _WARN_EVERY: Final = 60.0  # seconds between two "queue full" lines
-_HANDLED_SIGNALS: Final = {
-    getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGINT") if hasattr(signal, name)
-}
 _GRACE: Final = 0.5  # seconds a final drain may overrun its deadline before the caller takes over
 
 
@@ -317,12 +314,7 @@ class BucketSpanProcessor(SpanProcessor):
         drain_at_child_exit(self)
 
     def _work(self, wakeups: queue.SimpleQueue[_Request | None]) -> None:
-        # A process-directed signal goes to any thread that does not block it. Python runs
-        # handlers in the main thread only, and a main thread blocked in a lock (a join(), an
-        # Event().wait()) is woken only if it received the signal itself: so our threads, and
-        # the exporter's sender threads they start (which inherit this mask), refuse them.
-        if hasattr(signal, "pthread_sigmask"):
-            signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED_SIGNALS)
+        refuse_process_signals()
         delay = self._settings.schedule_delay_millis / 1000
         while not self._finished:
             try:

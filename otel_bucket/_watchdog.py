@@ -19,6 +19,7 @@ import weakref
 from typing import Any
 
 from otel_bucket._fork import after_fork_in_child
+from otel_bucket._pool import refuse_process_signals
 
 __all__ = ["Watchdog", "watchdog"]
 
@@ -88,6 +89,7 @@ class Watchdog:
             self._thread.start()
 
     def _run(self) -> None:
+        refuse_process_signals()
         with self._cond:
             while True:
                 self._next_wake = _SCANNING
