@@ -71,8 +71,8 @@ def main(mode: str, count: int) -> None:
     else:
         for i in range(count):
             call(i)
-    print(f"made {count}", flush=True)
-    try:
+    try:  # a Ctrl-C right after the line below is still caught
+        print(f"made {count}", flush=True)
         threading.Event().wait()
     except KeyboardInterrupt:
         print("still here", flush=True)
