@@ -12,6 +12,7 @@ import enum
 import threading
 from collections.abc import Callable
 
+from otel_bucket._report import describe
 from otel_bucket._retry import BACKOFF_BASE, Verdict, retry_after_seconds, verdict
 from otel_bucket._transport import Answer
 
@@ -88,7 +89,7 @@ class Gate:
                     self._last_delivery = now
                 return False
             self._failures += 1
-            self.last_error = _describe(answer)
+            self.last_error = describe(answer)
             wait = retry_after_seconds(answer.retry_after)
             if wait is not None and wait >= BACKOFF_BASE:  # shorter: each call's backoff covers it
                 self._not_before = max(self._not_before, now + wait)
@@ -105,9 +106,3 @@ class Gate:
                 answer.status != 429 and wait is None and now - self._last_delivery < _RECENT
             )
             return own_fault
-
-
-def _describe(answer: Answer) -> str:
-    if answer.status is None:
-        return answer.error or "no answer"
-    return f"HTTP {answer.status}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -47,7 +48,7 @@ class Captured:
 class CaptureServer:
     """Records requests; answers from a script of `Reply`s, then with `default`."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, tls: ssl.SSLContext | None = None) -> None:
         self.requests: list[Captured] = []
         self.default = Reply()
         self._script: deque[Reply] = deque()
@@ -92,8 +93,10 @@ class CaptureServer:
                 pass  # clients that give up (timeouts, shutdown) are part of the tests
 
         self._httpd = Server(("127.0.0.1", port), Handler)
+        if tls is not None:
+            self._httpd.socket = tls.wrap_socket(self._httpd.socket, server_side=True)
         self.port = self._httpd.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
 
