@@ -100,6 +100,14 @@ class CaptureServer:
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
 
+    def reset(self) -> None:
+        """Forget the requests, the script and the route; answer 200 again."""
+        with self._cond:
+            self.requests.clear()
+            self._script.clear()
+            self._rule = None
+            self.default = Reply()
+
     def script(self, *replies: Reply) -> None:
         """Answer the next requests with these replies, in order."""
         with self._cond:
