@@ -19,7 +19,7 @@ from otel_bucket._backlog import Backlog, Pending, merge_pending
 from otel_bucket._clock import Clock, SystemClock
 from otel_bucket._config import Settings, resolve_settings
 from otel_bucket._dedupe import Deduper
-from otel_bucket._delivery import Outcomes, Phase, interleave
+from otel_bucket._delivery import Outcomes, Pace, Phase, interleave
 from otel_bucket._fork import after_fork_in_child
 from otel_bucket._gate import Gate
 from otel_bucket._mapping import plan_calls
@@ -344,6 +344,7 @@ class BucketSpanExporter(SpanExporter):
             deadline=deadline,
             transport=self._transport,
             gate=self._gate,
+            pace=self._pace,
             clock=self._clock,
             stop=self._stop,
             rng=self._rng,
@@ -421,6 +422,7 @@ class BucketSpanExporter(SpanExporter):
         self._stats: StatsCounter = StatsCounter()
         self._dedupe = Deduper(self._settings.dedupe_window, self._settings.dedupe_size, clock)
         self._gate: Gate = Gate(clock, self._settings.max_concurrency)
+        self._pace = Pace(self._settings.max_concurrency)
         self._backlog: Backlog = Backlog()
         self._report: Reporter = Reporter(self._settings.endpoint, clock)
 

@@ -73,11 +73,13 @@ class WorkerPool:
         self._closed = False
         after_fork_in_child(self, WorkerPool._after_fork)
 
-    def spread(self, work: Callable[[], None], count: int) -> None:
+    def spread(self, work: Callable[[], None], count: int) -> int:
         """Hand ``work`` to up to ``count`` helper threads (fewer when the pool is smaller or
-        closed); the caller runs it too and waits for what it needs."""
-        for _ in range(self._ensure_threads(min(count, self._size - 1))):
+        closed); return how many took it. The caller runs it too and waits for what it needs."""
+        helpers = self._ensure_threads(min(count, self._size - 1))
+        for _ in range(helpers):
             self._tasks.put(work)
+        return helpers
 
     def _ensure_threads(self, wanted: int) -> int:
         with self._lock:

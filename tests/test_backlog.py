@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -201,3 +202,50 @@ def test_export_within_a_short_budget_ends_early(server: CaptureServer) -> None:
         assert exporter.pending == 1
     finally:
         exporter.shutdown_within(0.2)
+
+
+def test_pace_keeps_as_many_calls_in_flight_as_latency_needs() -> None:
+    """One sender per millisecond of latency, between 1 and the maximum; the maximum until the
+    endpoint has answered."""
+    from otel_bucket._delivery import Pace
+
+    pace = Pace(8)
+    assert pace.senders() == 8
+    for _ in range(50):
+        pace.observe(0.0002)  # loopback: one sender is as fast and cheaper
+    assert pace.senders() == 1
+    for _ in range(50):
+        pace.observe(0.0035)
+    assert pace.senders() == 4
+    for _ in range(50):
+        pace.observe(0.050)  # a real endpoint far away
+    assert pace.senders() == 8
+
+
+def test_a_slow_endpoint_gets_every_sender(server: CaptureServer) -> None:
+    """Once the endpoint is known to answer in 50 ms, max_concurrency calls are in flight."""
+    exporter = BucketSpanExporter("k", endpoint=server.url, max_concurrency=4, dedupe_window=0)
+    server.default = Reply(delay=0.05)
+    exporter.export(make_spans(*[{"enduser.id": f"u{i}"} for i in range(8)]))  # it learns
+    lock = threading.Lock()
+    active = peak = 0
+    full = threading.Event()
+
+    def rule(path: str, body: bytes) -> Reply:
+        nonlocal active, peak
+        with lock:
+            active += 1
+            peak = max(peak, active)
+            if active >= 4:
+                full.set()
+        full.wait(5)  # hold each request until four are in flight at once
+        with lock:
+            active -= 1
+        return Reply()
+
+    server.route(rule)
+    try:
+        exporter.export(make_spans(*[{"enduser.id": f"v{i}"} for i in range(16)]))
+    finally:
+        exporter.shutdown()
+    assert peak == 4
