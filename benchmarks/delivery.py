@@ -273,7 +273,7 @@ def cpu_per_call() -> dict[str, tuple[float, float]]:
     rows: dict[str, Callable[[], None]] = {}
     exporters = [exporter(server.url, 8), exporter(server.url, 1)]
     try:
-        rows["BucketSpanExporter.export, 8 in flight (default)"] = _exporter_run(
+        rows["BucketSpanExporter.export, max_concurrency=8 (default)"] = _exporter_run(
             exporters[0], spans
         )
         rows["BucketSpanExporter.export, max_concurrency=1"] = _exporter_run(exporters[1], spans)
@@ -301,7 +301,7 @@ def cpu_per_call() -> dict[str, tuple[float, float]]:
     print(f"    {'client':<52} {'CPU per call':>12} {'calls/s':>9}")
     for name, (cpu, wall) in best.items():
         print(f"    {name:<52} {cpu / calls * 1e6:9.0f} us {calls / wall:9,.0f}")
-    ours = best["BucketSpanExporter.export, 8 in flight (default)"]
+    ours = best["BucketSpanExporter.export, max_concurrency=8 (default)"]
     floor = best["plain http.client.HTTPConnection loop"]
     loop = best["plain requests.Session().post loop"]
     print(
