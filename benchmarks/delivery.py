@@ -11,8 +11,8 @@ Run: ``python benchmarks/delivery.py`` (about 40 s). Two measurements, each side
     Target: >= 7.5x.
 (b) CPU per call. 2,000 event spans for 4 users (2,008 calls: 4 user, 4 company, 2,000 event)
     against a server that answers at once: the client process's CPU time (all its threads) per
-    call, and calls/s, for ``BucketSpanExporter.export`` (``max_concurrency=8``, the default, and 1 at a
-    time) and for plain loops posting the very same bodies (taken from the exporter's own
+    call, and calls/s, for ``BucketSpanExporter.export`` (``max_concurrency=8``, the default,
+    and 1) and for plain loops posting the very same bodies (taken from the exporter's own
     mapping) with ``requests``, ``urllib3`` and ``http.client``. The exporter's figures include
     mapping the spans; the loops' do not. Targets: the default path at most 2.0x the
     ``http.client`` loop's CPU per call, and at least the ``requests`` loop's calls/s.
