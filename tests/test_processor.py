@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 from otel_bucket import BucketSpanExporter, BucketSpanProcessor, feature, identify
-from otel_bucket._processor import BatchSettings
+from otel_bucket._batching import BatchSettings
 from otel_bucket._sampling import BucketSampler
 from tests._capture import CaptureServer
 
