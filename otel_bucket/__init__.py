@@ -18,6 +18,7 @@ from otel_bucket._identity import identify
 from otel_bucket._install import install
 from otel_bucket._processor import BucketSpanProcessor
 from otel_bucket._stats import ExporterStats
+from otel_bucket._track import set_event_attributes, track
 
 try:
     __version__ = version("otel-bucket")
@@ -40,4 +41,6 @@ __all__ = [
     "feature",
     "identify",
     "install",
+    "set_event_attributes",
+    "track",
 ]

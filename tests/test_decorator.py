@@ -126,7 +126,7 @@ def test_each_call_is_one_child_span_with_the_event(provider: TracerProvider, ki
     spans = finished(provider, kind)
     assert spans, "no span"
     for span in spans:
-        assert span.attributes == {"bucket.event": kind}
+        assert span.attributes == {"bucket.anonymous": True, "bucket.event": kind}
         assert span.parent is not None
         assert span.parent.span_id == parent.get_span_context().span_id
 
@@ -159,7 +159,10 @@ def test_bare_decorator_uses_the_function_name_and_keeps_the_docstring(
     assert export_csv.__wrapped__.__name__ == "export_csv"  # type: ignore[attr-defined]
     bound = feature(tracer_provider=provider)(export_csv.__wrapped__)  # type: ignore[attr-defined]
     assert bound(3) == 3
-    assert only(provider, "export_csv").attributes == {"bucket.event": "export_csv"}
+    assert only(provider, "export_csv").attributes == {
+        "bucket.anonymous": True,
+        "bucket.event": "export_csv",
+    }
 
 
 def test_event_attributes_are_prefixed_and_made_sendable(provider: TracerProvider) -> None:
@@ -174,6 +177,7 @@ def test_event_attributes_are_prefixed_and_made_sendable(provider: TracerProvide
     assert only(provider, "Sent message").attributes == {
         "bucket.event": "Sent message",
         "bucket.attributes.position": "popover",
+        "bucket.anonymous": True,
     }
 
 
