@@ -487,3 +487,69 @@ def test_decorating_a_non_callable_is_a_type_error() -> None:
     """``feature("x")(42)`` says what it got."""
     with pytest.raises(TypeError, match="function"):
         feature("x")(42)  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [KeyboardInterrupt(), SystemExit(1), SystemExit("fatal"), asyncio.CancelledError()],
+    ids=["KeyboardInterrupt", "SystemExit(1)", "SystemExit(message)", "CancelledError"],
+)
+def test_base_exceptions_that_end_a_call_are_errors(
+    provider: TracerProvider, exc: BaseException
+) -> None:
+    """KeyboardInterrupt, a failing SystemExit, a cancellation: ERROR with the type, re-raised."""
+
+    @feature("interrupted", tracer_provider=provider)
+    def interrupted() -> None:
+        raise exc
+
+    @feature("interrupted async", tracer_provider=provider)
+    async def interrupted_async() -> None:
+        raise exc
+
+    @feature("interrupted rows", tracer_provider=provider)
+    def rows() -> Iterator[int]:
+        yield 1
+        raise exc
+
+    for run in (interrupted, lambda: asyncio.run(interrupted_async()), lambda: list(rows())):
+        with pytest.raises(type(exc)) as caught:
+            run()
+        assert caught.value is exc
+    for name in ("interrupted", "interrupted async", "interrupted rows"):
+        span = only(provider, name)
+        assert span.status.status_code is StatusCode.ERROR
+        assert span.status.description is not None
+        assert span.status.description.startswith(type(exc).__name__)
+        assert [e.name for e in span.events] == ["exception"]
+
+
+@pytest.mark.parametrize("code", [0, None, False])
+def test_a_clean_system_exit_is_not_an_error(provider: TracerProvider, code: Any) -> None:
+    """sys.exit() / SystemExit(0) ends the call normally: status UNSET, re-raised, event sent."""
+
+    @feature("exits", tracer_provider=provider)
+    def exits() -> None:
+        raise SystemExit(code)
+
+    with pytest.raises(SystemExit):
+        exits()
+    span = only(provider, "exits")
+    assert span.status.status_code is StatusCode.UNSET
+    assert span.events == ()
+    assert span.attributes is not None and span.attributes["bucket.event"] == "exits"
+
+
+def test_closing_a_generator_early_is_not_an_error(provider: TracerProvider) -> None:
+    """GeneratorExit (a consumer that stops early, e.g. a client gone) leaves the status UNSET."""
+
+    @feature("rows", tracer_provider=provider)
+    def rows() -> Iterator[int]:
+        yield from range(10)
+
+    for i in rows():
+        if i == 2:
+            break
+    span = only(provider, "rows")
+    assert span.status.status_code is StatusCode.UNSET
+    assert span.events == ()
