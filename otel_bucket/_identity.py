@@ -29,7 +29,15 @@ from otel_bucket._limits import HEADROOM, attribute_limit, report_cut
 from otel_bucket._runners import run_async, run_async_generator, run_generator
 from otel_bucket._values import coerce_attributes
 
-__all__ = ["IDENTITY_KEY", "Identity", "current_identity", "identify", "stamp"]
+__all__ = [
+    "IDENTITY_KEY",
+    "Identity",
+    "current_identity",
+    "identify",
+    "identity_context",
+    "stamp",
+    "stamp_current",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -143,13 +151,19 @@ def stamp(span: trace.Span, identity: Identity) -> None:
                    len(wanted) - len(chosen), limit)  # fmt: skip
 
 
-def _stamp_current(identity: Identity) -> None:
+def stamp_current(identity: Identity) -> None:
+    """Stamp the current span with ``identity`` when it is recording; never raises."""
     try:
         span = trace.get_current_span()
         if span.is_recording():
             stamp(span, identity)
     except Exception:  # a broken span must not stop the request
         _log.warning("otel-bucket could not stamp the current span", exc_info=True)
+
+
+def identity_context(identity: Identity) -> context.Context:
+    """The current context with ``identity`` in effect, nothing else changed."""
+    return context.set_value(IDENTITY_KEY, identity)
 
 
 class _Scope:
@@ -164,7 +178,7 @@ class _Scope:
     def start(self) -> None:
         self._identity = _merge(current_identity(), *self._args)
         if self._identity is not None:
-            _stamp_current(self._identity)
+            stamp_current(self._identity)
 
     def enter(self) -> object:
         # Only our key is set on top of the step's own context: its spans parent as usual.
@@ -198,7 +212,7 @@ class _Identified:
         if identity is None:  # no user, no company: nothing to say, e.g. an anonymous request
             self._token = _NOTHING
             return
-        _stamp_current(identity)
+        stamp_current(identity)
         self._token = context.attach(context.set_value(IDENTITY_KEY, identity))
 
     def __exit__(
