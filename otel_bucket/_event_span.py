@@ -26,7 +26,7 @@ from otel_bucket._conventions import (
     ENDUSER_ID,
     USER_ID,
 )
-from otel_bucket._identity import IDENTITY_KEY, Identity
+from otel_bucket._identity import IDENTITY_KEY, IDENTITY_VAR, Identity
 from otel_bucket._limits import attribute_limit, keep_last, report_cut
 from otel_bucket._runners import record_failure
 
@@ -149,7 +149,7 @@ class EventSpans:
         """The tracer, the span's attributes and its parent context, as of now."""
         ctx = get_current()
         cache = self.tracing()
-        identity = ctx.get(IDENTITY_KEY)
+        identity = ctx.get(IDENTITY_KEY) or IDENTITY_VAR.get()
         if identity is None:
             return cache[1], self._without_identity(ctx, cache), ctx  # type: ignore[return-value]
         merged = self.merged

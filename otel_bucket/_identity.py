@@ -10,9 +10,10 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
-from typing import Any, Final, ParamSpec, TypeVar
+from typing import Any, Final, ParamSpec, TypeVar, cast
 from uuid import UUID
 
 import wrapt
@@ -31,10 +32,12 @@ from otel_bucket._values import coerce_attributes
 
 __all__ = [
     "IDENTITY_KEY",
+    "IDENTITY_VAR",
     "Identity",
     "current_identity",
+    "enter_identity",
     "identify",
-    "identity_context",
+    "leave_identity",
     "stamp",
     "stamp_current",
 ]
@@ -45,6 +48,15 @@ R = TypeVar("R")
 _log = logging.getLogger(__name__)
 
 IDENTITY_KEY: Final = context.create_key("otel-bucket-identity")
+
+IDENTITY_VAR: ContextVar[Identity | None] = ContextVar("otel_bucket_identity", default=None)
+"""The same identity beside the OpenTelemetry context, read when the context lacks it.
+
+Instrumentations that start a request span with no span current attach a brand-new context
+extracted from the request headers (``opentelemetry-instrumentation-flask`` does, in a
+``before_request`` hook that runs inside any WSGI middleware): that would drop an identity set
+by a middleware around them. This variable follows the same context rules and survives it.
+"""
 
 _EMPTY: Final[Mapping[str, AttributeValue]] = MappingProxyType({})
 _NOTHING: Final = object()  # the token of a block that had nothing to set
@@ -71,7 +83,19 @@ class Identity:
 def current_identity() -> Identity | None:
     """The identity set by the innermost active ``identify`` block, if any."""
     value = context.get_value(IDENTITY_KEY)
-    return value if isinstance(value, Identity) else None
+    return value if isinstance(value, Identity) else IDENTITY_VAR.get()
+
+
+def enter_identity(identity: Identity) -> object:
+    """Put ``identity`` in effect on top of the current context; a token for ``leave_identity``."""
+    return context.attach(context.set_value(IDENTITY_KEY, identity)), IDENTITY_VAR.set(identity)
+
+
+def leave_identity(token: object) -> None:
+    """Undo ``enter_identity`` (in the same context, in reverse order of entering)."""
+    otel, var = cast("tuple[Token[context.Context], Token[Identity | None]]", token)
+    IDENTITY_VAR.reset(var)
+    context.detach(otel)
 
 
 def _check_id(value: object, argument: str) -> str | None:
@@ -161,11 +185,6 @@ def stamp_current(identity: Identity) -> None:
         _log.warning("otel-bucket could not stamp the current span", exc_info=True)
 
 
-def identity_context(identity: Identity) -> context.Context:
-    """The current context with ``identity`` in effect, nothing else changed."""
-    return context.set_value(IDENTITY_KEY, identity)
-
-
 class _Scope:
     """An ``identify`` around each step of a coroutine or generator (see ``_runners``)."""
 
@@ -184,10 +203,10 @@ class _Scope:
         # Only our key is set on top of the step's own context: its spans parent as usual.
         if self._identity is None:
             return None
-        return context.attach(context.set_value(IDENTITY_KEY, self._identity))
+        return enter_identity(self._identity)
 
     def leave(self, token: object) -> None:
-        context.detach(token)  # type: ignore[arg-type]  # the Token attach() gave us
+        leave_identity(token)
 
     def fail(self, exc: BaseException) -> None:
         pass
@@ -213,7 +232,7 @@ class _Identified:
             self._token = _NOTHING
             return
         stamp_current(identity)
-        self._token = context.attach(context.set_value(IDENTITY_KEY, identity))
+        self._token = enter_identity(identity)
 
     def __exit__(
         self,
@@ -223,7 +242,7 @@ class _Identified:
     ) -> None:
         token, self._token = self._token, None
         if token is not None and token is not _NOTHING:
-            context.detach(token)  # type: ignore[arg-type]  # the Token attach() gave us
+            leave_identity(token)
 
     def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
         """Run every call of ``func`` in its own block with these (fixed) ids and attributes."""

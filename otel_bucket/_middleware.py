@@ -13,9 +13,14 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
-from opentelemetry.context import attach, detach
-
-from otel_bucket._identity import Identity, _Identified, identify, identity_context, stamp_current
+from otel_bucket._identity import (
+    Identity,
+    _Identified,
+    enter_identity,
+    identify,
+    leave_identity,
+    stamp_current,
+)
 from otel_bucket._throttle import Throttle
 
 __all__ = [
@@ -92,22 +97,22 @@ def identified_iter(iterable: Iterable[T], identity: Identity) -> Iterator[T]:
     iterator = iter(iterable)
     try:
         while True:
-            token = attach(identity_context(identity))  # on top of the step's own context
+            token = enter_identity(identity)  # on top of the step's own context
             try:
                 item = next(iterator)
             except StopIteration:
                 return
             finally:
-                detach(token)
+                leave_identity(token)
             yield item
     finally:
         close = getattr(iterable, "close", None)
         if close is not None:
-            token = attach(identity_context(identity))  # on top of the step's own context
+            token = enter_identity(identity)  # on top of the step's own context
             try:
                 close()
             finally:
-                detach(token)
+                leave_identity(token)
 
 
 async def identified_aiter(iterable: AsyncIterable[T], identity: Identity) -> AsyncIterator[T]:
@@ -115,19 +120,19 @@ async def identified_aiter(iterable: AsyncIterable[T], identity: Identity) -> As
     iterator = aiter(iterable)
     try:
         while True:
-            token = attach(identity_context(identity))  # on top of the step's own context
+            token = enter_identity(identity)  # on top of the step's own context
             try:
                 item = await anext(iterator)
             except StopAsyncIteration:
                 return
             finally:
-                detach(token)
+                leave_identity(token)
             yield item
     finally:
         aclose = getattr(iterable, "aclose", None)
         if aclose is not None:
-            token = attach(identity_context(identity))  # on top of the step's own context
+            token = enter_identity(identity)  # on top of the step's own context
             try:
                 await aclose()
             finally:
-                detach(token)
+                leave_identity(token)

@@ -14,7 +14,7 @@ from opentelemetry import trace
 from opentelemetry.context import get_current
 
 from otel_bucket._event_span import ACTIVE_SPAN, EventSpans, compose, parent_ids, prefixed
-from otel_bucket._identity import IDENTITY_KEY, Identity
+from otel_bucket._identity import IDENTITY_KEY, IDENTITY_VAR, Identity
 from otel_bucket._limits import attribute_limit, report_cut
 from otel_bucket._runners import report_fault
 from otel_bucket._values import coerce_attributes
@@ -72,7 +72,7 @@ def track(
         _, tracer, limit = spans.tracing()
         assert tracer is not None
         ctx = get_current()
-        identity = ctx.get(IDENTITY_KEY)
+        identity = ctx.get(IDENTITY_KEY) or IDENTITY_VAR.get()
         if isinstance(identity, Identity):
             attrs = compose(name, event_attributes, identity.details, identity.ids, limit)
         else:

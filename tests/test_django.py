@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -216,7 +217,7 @@ def test_callable_returning_none_or_raising_leaves_the_request_anonymous(
     import otel_bucket._middleware as middleware
     from otel_bucket._throttle import Throttle
 
-    middleware._faults = Throttle(60.0, lambda: 0.0)
+    middleware._faults = Throttle(0.0, time.monotonic)  # report every fault
     with (
         override_settings(OTEL_BUCKET_IDENTITY=setting),
         caplog.at_level(logging.WARNING, logger="otel_bucket"),

@@ -405,3 +405,23 @@ def test_identify_decorator_rejects_a_non_callable() -> None:
     """identify(...)(42) says what it got."""
     with pytest.raises(TypeError, match="function"):
         identify("u1")(42)  # type: ignore[arg-type]
+
+
+def test_identity_survives_an_instrumentation_replacing_the_context(traced: Traced) -> None:
+    """A brand-new context attached inside the block (as Flask's instrumentation attaches the
+    one it extracts from the request) keeps the identity; leaving the block still removes it."""
+    from opentelemetry import context
+
+    @feature("Export", tracer_provider=traced.provider)
+    def export() -> None:
+        pass
+
+    with identify("u1"):
+        token = context.attach(context.Context())
+        try:
+            assert identity().user_id == "u1"
+            export()
+        finally:
+            context.detach(token)
+    assert current_identity() is None
+    assert traced.attributes("Export")["enduser.id"] == "u1"
