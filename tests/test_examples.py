@@ -214,7 +214,9 @@ def free_port() -> int:
 
 
 @pytest.mark.parametrize("instrumented", [True, False], ids=["instrumented", "plain"])
-def test_django_app_under_runserver(dev: DevServer, env: dict[str, str], instrumented: bool) -> None:
+def test_django_app_under_runserver(
+    dev: DevServer, env: dict[str, str], instrumented: bool
+) -> None:
     """django_app.py under Django's runserver, with and without the Django instrumentation:
     signed-in users are identified with the OTEL_BUCKET_IDENTITY callable, anonymous are not."""
     port = free_port()
@@ -275,9 +277,7 @@ def test_celery_task_runs_as_the_sender(
     ]
 
 
-def test_celery_identity_reaches_a_forked_child(
-    server: CaptureServer, tmp_path: Path
-) -> None:
+def test_celery_identity_reaches_a_forked_child(server: CaptureServer, tmp_path: Path) -> None:
     """Prefork pool: tasks sent as two users and one anonymous run as them in the child."""
     celery_env = child_env(
         BUCKET_ENDPOINT=server.url,
