@@ -53,6 +53,7 @@ def propagate_identity(app: Celery) -> None:
     global _connected
     if not isinstance(app, Celery):
         raise TypeError(f"app must be a Celery application, got {type(app).__name__}")
+    app = getattr(app, "_get_current_object", lambda: app)()  # celery.current_app is a proxy
     with _lock:
         _apps.add(app)
         if _connected:

@@ -65,6 +65,17 @@ def _extra_from_settings() -> Extra | None:
     return value  # type: ignore[no-any-return]
 
 
+def _signed_in(get_user: Callable[[], Any]) -> Any:
+    """The authenticated user, or None. Looking the user up (a session and a database query)
+    may fail: that is logged, and the request runs unidentified rather than failing here."""
+    try:
+        user = get_user()
+        return user if user is not None and user.is_authenticated else None
+    except Exception:
+        report_resolver_fault("request.user")
+        return None
+
+
 def _arguments(user: Any, extra: object) -> object:
     """``identify`` arguments: the user's pk, completed (or replaced) by the setting's callable."""
     if extra is None:
@@ -98,8 +109,8 @@ class BucketMiddleware:
     def __call__(self, request: HttpRequest) -> Any:
         if self.is_async:
             return self._acall(request)
-        user = getattr(request, "user", None)
-        if user is None or not user.is_authenticated:
+        user = _signed_in(lambda: getattr(request, "user", None))
+        if user is None:
             return self.get_response(request)
         block = block_for(self._resolve(request, user), _WHERE)
         if block is None:
@@ -110,11 +121,16 @@ class BucketMiddleware:
 
     async def _acall(self, request: HttpRequest) -> Any:
         auser = getattr(request, "auser", None)  # Django >= 5.0: no sync query in async code
-        if auser is not None:
-            user = await auser()
-        else:
-            user = await sync_to_async(lambda: getattr(request, "user", None))()
-        if user is None or not user.is_authenticated:
+        try:
+            if auser is not None:
+                found = await auser()
+            else:
+                found = await sync_to_async(lambda: getattr(request, "user", None))()
+        except Exception:
+            report_resolver_fault("request.user")
+            found = None
+        user = _signed_in(lambda: found)
+        if user is None:
             return await self.get_response(request)
         block = block_for(await self._aresolve(request, user), _WHERE)
         if block is None:

@@ -272,3 +272,32 @@ def test_async_client_and_async_view(mode: str, setting: str | None) -> None:
     carried = attributes("Viewed report")
     assert carried["enduser.id"] == str(ada.pk)
     assert carried.get("bucket.company.id") == (None if setting is None else "async-co")
+
+
+def test_a_failing_user_lookup_never_fails_the_request(
+    mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """If reading request.user raises (session store down), the request runs unidentified."""
+    from django.contrib.auth import middleware as auth_middleware
+    from django.test import override_settings
+
+    import otel_bucket._middleware as middleware
+    from otel_bucket._throttle import Throttle
+
+    middleware._faults = Throttle(0.0, time.monotonic)  # report every fault
+
+    def broken_user(request: HttpRequest) -> Any:
+        raise RuntimeError("session store down")
+
+    original = auth_middleware.get_user
+    auth_middleware.get_user = broken_user
+    try:
+        with (
+            override_settings(OTEL_BUCKET_IDENTITY=None),
+            caplog.at_level(logging.WARNING, logger="otel_bucket"),
+        ):
+            response = client().get("/plain")
+    finally:
+        auth_middleware.get_user = original
+    assert response.status_code == 200
+    assert "session store down" in caplog.text
