@@ -162,8 +162,9 @@ def stamp(span: trace.Span, identity: Identity) -> None:
         return
     free = limit - len(held)
     chosen: dict[str, AttributeValue] = {}
-    for reserve, part in ((0, identity.ids), (HEADROOM, identity.details)):
-        for key, value in part.items():
+    ids = reversed(list(identity.ids.items()))  # the user id first, then the company id
+    for reserve, part in ((0, ids), (HEADROOM, iter(identity.details.items()))):
+        for key, value in part:
             if key in held:  # replacing a value takes no new slot
                 chosen[key] = value
             elif free > reserve:
@@ -171,8 +172,8 @@ def stamp(span: trace.Span, identity: Identity) -> None:
                 free -= 1
     span.set_attributes(chosen)
     if len(chosen) < len(wanted):
-        report_cut(f"the span current at identify() ({getattr(span, 'name', '?')!r})",
-                   len(wanted) - len(chosen), limit)  # fmt: skip
+        where = f"the span current at identify() ({getattr(span, 'name', '?')!r})"
+        report_cut(where, len(wanted) - len(chosen), limit)
 
 
 def stamp_current(identity: Identity) -> None:

@@ -283,3 +283,16 @@ def test_a_small_limit_keeps_the_event_and_the_user(server: CaptureServer) -> No
         "bucket.event": "Tiny",
     }
     assert [(c["event"], c["userId"]) for c in server.calls("event")] == [("Tiny", "u1")]
+
+
+def test_one_free_slot_goes_to_the_user_id(
+    traced: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    """With a single free slot the user id is stamped (the user call), not the company id."""
+    provider, memory = traced
+    tracer = provider.get_tracer("app")
+    held = {f"h{i:03d}": i for i in range(127)}
+    with tracer.start_as_current_span("GET /", attributes=held), identify("u1", "c1"):
+        pass
+    attributes = dict(only(memory, "GET /").attributes or {})
+    assert attributes == {**held, "enduser.id": "u1"}
