@@ -1,36 +1,45 @@
-"""A FastAPI app: requests are traced, an HTTP middleware says who the user is.
+"""A FastAPI app: requests are traced, ``otel_bucket.asgi.BucketMiddleware`` says who the user is.
 
-otel-bucket devserver                                    # in another terminal
-BUCKET_ENDPOINT=http://127.0.0.1:8787 BUCKET_TRACKING_KEY=dev python examples/fastapi_app.py
-curl -H 'x-user-id: 42' -H 'x-company-id: acme' http://127.0.0.1:8000/reports/weekly
+    otel-bucket devserver                                    # in another terminal
+    BUCKET_ENDPOINT=http://127.0.0.1:8787 BUCKET_TRACKING_KEY=dev python examples/fastapi_app.py
+    curl -H 'x-user-id: 42' -H 'x-company-id: acme' http://127.0.0.1:8000/reports/weekly
+
+``PORT`` picks the port (default 8000).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable
+from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from starlette.requests import HTTPConnection
 
-from otel_bucket import feature, identify, install
+from otel_bucket import feature, install
+from otel_bucket.asgi import BucketMiddleware
 
 install()  # BUCKET_TRACKING_KEY and BUCKET_ENDPOINT configure where the calls go
 
 app = FastAPI()
 
 
-@app.middleware("http")
-async def identify_user(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    # Your auth decides who is signed in; this example trusts two headers. The endpoint runs
-    # in a task that copies this context, so its features carry the identity.
-    user_id = request.headers.get("x-user-id")
+async def identity(scope: Any) -> dict[str, Any] | None:
+    """Who is signed in, as ``identify()`` arguments; None for an anonymous request.
+
+    Your auth decides this (it may await a session or database lookup); the example trusts two
+    headers. ``HTTPConnection(scope)`` gives the headers, cookies and session of the request.
+    """
+    headers = HTTPConnection(scope).headers
+    user_id = headers.get("x-user-id")
     if not user_id:
-        return await call_next(request)  # anonymous: nothing is sent to Bucket
-    with identify(user_id=user_id, company_id=request.headers.get("x-company-id") or None):
-        return await call_next(request)
+        return None  # anonymous: nothing is sent to Bucket, nothing logged
+    return {"user_id": user_id, "company_id": headers.get("x-company-id") or None}
+
+
+# The identity is in effect for the whole request: async endpoints, sync endpoints (run in a
+# thread pool with a copy of the context), streamed bodies and background tasks.
+app.add_middleware(BucketMiddleware, resolver=identity)
 
 
 @feature("Viewed report")
@@ -53,8 +62,8 @@ def post_share(name: str) -> dict[str, str]:
     return {"link": share_report(name)}
 
 
-# After the routes and middleware: the instrumentation wraps the whole app, so its request span
-# is current in the middleware above.
+# The instrumentation puts its middleware outside every middleware added above, so its request
+# span is current (and stamped with the identity) inside BucketMiddleware.
 FastAPIInstrumentor.instrument_app(app)
 
 

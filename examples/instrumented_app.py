@@ -5,9 +5,12 @@ This file never calls ``install()``: the OpenTelemetry distro reads ``OTEL_*`` v
 Bucket-relevant ones to Bucket (otel-bucket registers the ``bucket`` exporter entry point).
 
     otel-bucket devserver                                    # in another terminal
-    OTEL_TRACES_EXPORTER=otlp,bucket OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf \\
-    OTEL_SERVICE_NAME=reports BUCKET_ENDPOINT=http://127.0.0.1:8787 BUCKET_TRACKING_KEY=dev \\
+    export BUCKET_ENDPOINT=http://127.0.0.1:8787 BUCKET_TRACKING_KEY=dev
+    OTEL_TRACES_EXPORTER=console,bucket OTEL_METRICS_EXPORTER=none OTEL_LOGS_EXPORTER=none \\
         opentelemetry-instrument python examples/instrumented_app.py
+
+(``OTEL_METRICS_EXPORTER=none OTEL_LOGS_EXPORTER=none``: otherwise the distro also starts OTLP
+metrics and logs exporters over gRPC, which are not installed, and its whole setup fails.)
 
 See examples/README.md for what this entry-point route does not give you (sampling, a queue
 of its own) and how ``install()`` does.

@@ -19,6 +19,7 @@ from otel_bucket._install import install
 from otel_bucket._lifecycle import flush
 from otel_bucket._processor import BucketSpanProcessor
 from otel_bucket._stats import ExporterStats
+from otel_bucket._track import set_event_attributes, track
 
 try:
     __version__ = version("otel-bucket")
@@ -42,4 +43,6 @@ __all__ = [
     "flush",
     "identify",
     "install",
+    "set_event_attributes",
+    "track",
 ]

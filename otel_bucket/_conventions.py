@@ -24,3 +24,11 @@ BUCKET_COMPANY_ID: Final = "bucket.company.id"
 
 BUCKET_COMPANY_PREFIX: Final = "bucket.company."
 """``bucket.company.<k>`` (k other than ``id``) becomes ``attributes[k]`` of the company call."""
+
+BUCKET_ANONYMOUS: Final = "bucket.anonymous"
+"""``True`` on a ``feature``/``track`` span started with no user in effect (not sent to Bucket).
+
+The event of such a span cannot be sent (the API requires a user); the marker tells the exporter
+that this is ordinary anonymous use, to be counted as dropped without a warning. It is only a
+hint: a span that carries a user id at export is sent as usual, marker or not.
+"""

@@ -28,13 +28,17 @@ def child_env(**extra: str) -> dict[str, str]:
 
 
 def run(
-    args: Sequence[str], env: Mapping[str, str] | None = None, timeout: float = 60
+    args: Sequence[str],
+    env: Mapping[str, str] | None = None,
+    timeout: float = 60,
+    cwd: Path = ROOT,
 ) -> subprocess.CompletedProcess[str]:
     """Run to completion (bounded by ``timeout``) and capture stdout and stderr."""
     return subprocess.run(
         list(args),
         env=dict(env) if env is not None else child_env(),
-        cwd=ROOT,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
         timeout=timeout,

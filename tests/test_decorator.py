@@ -126,7 +126,7 @@ def test_each_call_is_one_child_span_with_the_event(provider: TracerProvider, ki
     spans = finished(provider, kind)
     assert spans, "no span"
     for span in spans:
-        assert span.attributes == {"bucket.event": kind}
+        assert span.attributes == {"bucket.anonymous": True, "bucket.event": kind}
         assert span.parent is not None
         assert span.parent.span_id == parent.get_span_context().span_id
 
@@ -159,7 +159,10 @@ def test_bare_decorator_uses_the_function_name_and_keeps_the_docstring(
     assert export_csv.__wrapped__.__name__ == "export_csv"  # type: ignore[attr-defined]
     bound = feature(tracer_provider=provider)(export_csv.__wrapped__)  # type: ignore[attr-defined]
     assert bound(3) == 3
-    assert only(provider, "export_csv").attributes == {"bucket.event": "export_csv"}
+    assert only(provider, "export_csv").attributes == {
+        "bucket.anonymous": True,
+        "bucket.event": "export_csv",
+    }
 
 
 def test_event_attributes_are_prefixed_and_made_sendable(provider: TracerProvider) -> None:
@@ -174,6 +177,7 @@ def test_event_attributes_are_prefixed_and_made_sendable(provider: TracerProvide
     assert only(provider, "Sent message").attributes == {
         "bucket.event": "Sent message",
         "bucket.attributes.position": "popover",
+        "bucket.anonymous": True,
     }
 
 
@@ -483,3 +487,69 @@ def test_decorating_a_non_callable_is_a_type_error() -> None:
     """``feature("x")(42)`` says what it got."""
     with pytest.raises(TypeError, match="function"):
         feature("x")(42)  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [KeyboardInterrupt(), SystemExit(1), SystemExit("fatal"), asyncio.CancelledError()],
+    ids=["KeyboardInterrupt", "SystemExit(1)", "SystemExit(message)", "CancelledError"],
+)
+def test_base_exceptions_that_end_a_call_are_errors(
+    provider: TracerProvider, exc: BaseException
+) -> None:
+    """KeyboardInterrupt, a failing SystemExit, a cancellation: ERROR with the type, re-raised."""
+
+    @feature("interrupted", tracer_provider=provider)
+    def interrupted() -> None:
+        raise exc
+
+    @feature("interrupted async", tracer_provider=provider)
+    async def interrupted_async() -> None:
+        raise exc
+
+    @feature("interrupted rows", tracer_provider=provider)
+    def rows() -> Iterator[int]:
+        yield 1
+        raise exc
+
+    for run in (interrupted, lambda: asyncio.run(interrupted_async()), lambda: list(rows())):
+        with pytest.raises(type(exc)) as caught:
+            run()
+        assert caught.value is exc
+    for name in ("interrupted", "interrupted async", "interrupted rows"):
+        span = only(provider, name)
+        assert span.status.status_code is StatusCode.ERROR
+        assert span.status.description is not None
+        assert span.status.description.startswith(type(exc).__name__)
+        assert [e.name for e in span.events] == ["exception"]
+
+
+@pytest.mark.parametrize("code", [0, None, False])
+def test_a_clean_system_exit_is_not_an_error(provider: TracerProvider, code: Any) -> None:
+    """sys.exit() / SystemExit(0) ends the call normally: status UNSET, re-raised, event sent."""
+
+    @feature("exits", tracer_provider=provider)
+    def exits() -> None:
+        raise SystemExit(code)
+
+    with pytest.raises(SystemExit):
+        exits()
+    span = only(provider, "exits")
+    assert span.status.status_code is StatusCode.UNSET
+    assert span.events == ()
+    assert span.attributes is not None and span.attributes["bucket.event"] == "exits"
+
+
+def test_closing_a_generator_early_is_not_an_error(provider: TracerProvider) -> None:
+    """GeneratorExit (a consumer that stops early, e.g. a client gone) leaves the status UNSET."""
+
+    @feature("rows", tracer_provider=provider)
+    def rows() -> Iterator[int]:
+        yield from range(10)
+
+    for i in rows():
+        if i == 2:
+            break
+    span = only(provider, "rows")
+    assert span.status.status_code is StatusCode.UNSET
+    assert span.events == ()

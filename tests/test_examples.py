@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,8 @@ from tests._capture import CaptureServer
 from tests._running import ROOT, Running, child_env, python, run
 
 EXAMPLES = ROOT / "examples"
+
+pytestmark = pytest.mark.slow  # every example runs in processes of its own
 
 
 @pytest.fixture
@@ -47,7 +50,8 @@ def received(dev: DevServer) -> list[tuple[str, ...]]:
 
 def tool(name: str) -> str:
     """A console script installed beside this interpreter."""
-    found = shutil.which(name) or str(Path(sys.executable).parent / name)
+    beside = Path(sys.executable).parent / name  # this environment's, before any on PATH
+    found = str(beside) if beside.exists() else shutil.which(name) or str(beside)
     if not Path(found).exists():
         pytest.fail(f"{name} is not installed: python -m pip install -e '.[dev]'")
     return found
@@ -84,7 +88,8 @@ def _serve(args: list[str], env: dict[str, str], ready: str) -> tuple[Running, s
 
 
 def test_flask_app_on_a_real_server(dev: DevServer, env: dict[str, str]) -> None:
-    """flask_app.py under Flask's server: identified requests send calls, anonymous ones none."""
+    """flask_app.py under Flask's server with otel_bucket.wsgi: identified requests send calls,
+    anonymous ones none; set_event_attributes and track add per-call data."""
     proc, url = _serve(
         python("examples/flask_app.py"),
         dict(env, PORT="0"),
@@ -96,6 +101,8 @@ def test_flask_app_on_a_real_server(dev: DevServer, env: dict[str, str]) -> None
         assert requests.post(f"{url}/messages", data="hi", headers=who, timeout=10).json() == {
             "length": 2
         }
+        mention = requests.post(f"{url}/messages", data="hi @grace", headers=who, timeout=10)
+        assert mention.json() == {"length": 9}
         assert requests.get(f"{url}/export", timeout=10).status_code == 200  # anonymous
         assert requests.get(f"{url}/health", headers=who, timeout=10).text == "ok"
         assert proc.interrupt() == 0
@@ -103,14 +110,16 @@ def test_flask_app_on_a_real_server(dev: DevServer, env: dict[str, str]) -> None
         proc.kill()
     assert received(dev) == [
         ("company", "acme", "42", "42", "", "plan=enterprise"),
-        ("event", "42", "Exported CSV", "format=csv"),
+        ("event", "42", "Exported CSV", "format=csv,rows=2"),
+        ("event", "42", "Mentioned someone", ""),
+        ("event", "42", "send_message", ""),
         ("event", "42", "send_message", ""),
         ("user", "42", "", "name=Ada Lovelace"),
     ]
 
 
 def test_fastapi_app_on_a_real_server(dev: DevServer, env: dict[str, str]) -> None:
-    """fastapi_app.py under uvicorn: the middleware's identity reaches sync and async features."""
+    """fastapi_app.py under uvicorn: otel_bucket.asgi's identity reaches sync and async features."""
     proc, url = _serve(
         python("examples/fastapi_app.py"),
         dict(env, PORT="0"),
@@ -195,3 +204,110 @@ def test_instrumented_app_beside_otlp(
         ("user", "7", "", ""),
         ("user", "8", "", ""),
     ]
+
+
+def free_port() -> int:
+    """A port free now on 127.0.0.1 (for servers that cannot report the one they bound)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("instrumented", [True, False], ids=["instrumented", "plain"])
+def test_django_app_under_runserver(
+    dev: DevServer, env: dict[str, str], instrumented: bool
+) -> None:
+    """django_app.py under Django's runserver, with and without the Django instrumentation:
+    signed-in users are identified with the OTEL_BUCKET_IDENTITY callable, anonymous are not."""
+    port = free_port()
+    run_env = dict(env, PORT=str(port), OTEL_INSTRUMENT_DJANGO="1" if instrumented else "0")
+    proc, url = _serve(
+        python("examples/django_app.py"), run_env, r"Starting development server at (http://\S+)/"
+    )
+    try:
+        who = {"X-User-Id": "42", "X-Company-Id": "acme"}
+        report = requests.get(f"{url}/reports/weekly", headers=who, timeout=10)
+        assert report.json() == {"report": "weekly", "rows": [{"week": "weekly", "total": 3}]}
+        sent = requests.post(f"{url}/messages", headers=who, timeout=10)
+        assert sent.json() == {"sent": True}
+        assert requests.get(f"{url}/reports/daily", timeout=10).status_code == 200  # anonymous
+        assert requests.get(f"{url}/health", headers={"X-User-Id": "7"}, timeout=10).text == "ok"
+        assert proc.interrupt() == 0
+    finally:
+        proc.kill()
+    expected = [
+        ("company", "acme", "42", "42", "", "plan=enterprise"),
+        ("event", "42", "Sent message", "channel=chat"),
+        ("event", "42", "Viewed report", "rows=1"),
+        ("user", "42", "", "name=user42"),
+    ]
+    if instrumented:  # no feature runs for user 7: only the stamped request span tells of them
+        expected += [("company", "", "7", "7", "", "plan=free"), ("user", "7", "", "name=user7")]
+        expected = [e for e in expected if e[:2] != ("company", "")]
+    assert received(dev) == sorted(expected)
+    assert not any("Traceback" in line for line in proc.lines), proc.lines
+
+
+def celery_worker(env: dict[str, str], pool: str) -> Running:
+    args = [tool("celery"), "--workdir", "examples", "-A", "celery_app", "worker"]
+    args += ["--pool", pool, "--concurrency", "1", "--loglevel", "INFO"]
+    args += ["--without-mingle", "--without-gossip", "--hostname", f"{pool}@otel-bucket-tests"]
+    return Running(args, env=env)
+
+
+def test_celery_task_runs_as_the_sender(
+    dev: DevServer, env: dict[str, str], tmp_path: Path
+) -> None:
+    """celery_app.py: the identity around .delay() is in effect in a real worker (solo pool)."""
+    celery_env = dict(env, CELERY_BROKER_DIR=str(tmp_path / "broker"))
+    worker = celery_worker(celery_env, "solo")
+    try:
+        worker.expect(r"ready\.", timeout=60)
+        sent = run(python("examples/celery_app.py", "42", "acme"), env=celery_env)
+        assert sent.returncode == 0, sent.stderr
+        assert "as user 42 of acme" in sent.stdout
+        worker.expect(r"Task celery_app\.build_report\[.*\] succeeded", timeout=60)
+        assert worker.terminate(timeout=60) == 0  # a warm shutdown: the worker flushes at exit
+    finally:
+        worker.kill()
+    assert received(dev) == [
+        ("company", "acme", "42", "42", "", ""),
+        ("event", "42", "Generated report", "schedule=on demand"),
+        ("user", "42", "", ""),
+    ]
+
+
+def test_celery_identity_reaches_a_forked_child(server: CaptureServer, tmp_path: Path) -> None:
+    """Prefork pool: tasks sent as two users and one anonymous run as them in the child."""
+    celery_env = child_env(
+        BUCKET_ENDPOINT=server.url,
+        BUCKET_TRACKING_KEY="dev",
+        CELERY_BROKER_DIR=str(tmp_path / "broker"),
+    )
+    worker = celery_worker(celery_env, "prefork")
+    try:
+        worker.expect(r"ready\.", timeout=60)
+        sender = (
+            "import celery_app\n"
+            "from otel_bucket import identify\n"
+            "with identify(user_id='u1', company_id='c1', user_attributes={'plan': 'pro'}):\n"
+            "    celery_app.build_report.delay('a')\n"
+            "with identify(user_id='u2'):\n"
+            "    celery_app.build_report.delay('b')\n"
+            "celery_app.build_report.delay('anonymous')\n"
+        )
+        sent = run(python("-c", sender), env=dict(celery_env, PYTHONPATH=str(EXAMPLES)))
+        assert sent.returncode == 0, sent.stderr
+        for _ in range(3):
+            worker.expect(r"Task celery_app\.build_report\[.*\] succeeded", timeout=60)
+        # The child delivers at idle within its schedule delay; wait on the server, no sleep.
+        server.wait_for(5, timeout=30)  # two users, one company, two events
+        events = sorted((c["event"], c["userId"]) for c in server.calls("event"))
+        assert events == [("Generated report", "u1"), ("Generated report", "u2")]
+        users = {c["userId"]: c.get("attributes", {}) for c in server.calls("user")}
+        assert users == {"u1": {"plan": "pro"}, "u2": {}}
+        assert [(c["companyId"], c["userId"]) for c in server.calls("company")] == [("c1", "u1")]
+        assert worker.terminate(timeout=60) == 0
+    finally:
+        worker.kill()
+    assert not any(r.path.endswith("/v1/traces") for r in server.requests)

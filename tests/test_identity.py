@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import threading
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from datetime import date
 from typing import Any
 
@@ -240,13 +242,13 @@ def test_entering_one_block_twice_is_refused() -> None:
         ({"user_id": "  "}, ValueError, "user_id"),
         ({"user_id": True}, TypeError, "user_id"),
         ({"user_id": 1.5}, TypeError, "user_id"),
+        ({"user_id": b"u1"}, TypeError, "str, an int or a UUID"),
         ({"company_id": ""}, ValueError, "company_id"),
         ({"company_id": ["c"]}, TypeError, "company_id"),
         ({"user_id": "u", "user_attributes": ["a"]}, TypeError, "user_attributes"),
         ({"user_id": "u", "user_attributes": {"": 1}}, ValueError, "user_attributes"),
         ({"company_id": "c", "company_attributes": {3: 1}}, TypeError, "company_attributes"),
         ({"company_id": "c", "company_attributes": {"id": 1}}, ValueError, "company_attributes"),
-        ({}, ValueError, "user_id"),
         ({"user": "u"}, TypeError, "user"),
     ],
 )
@@ -273,3 +275,154 @@ def test_a_non_recording_span_is_left_alone() -> None:
     span = trace.NonRecordingSpan(trace.INVALID_SPAN_CONTEXT)
     with trace.use_span(span), identify("u1"):
         assert identity().user_id == "u1"
+
+
+def test_no_user_and_no_company_is_a_no_op_block(traced: Traced) -> None:
+    """identify(user_id=None) (Django's AnonymousUser.id) stamps nothing and sets no identity."""
+
+    @feature("Browse", tracer_provider=traced.provider)
+    def browse() -> None:
+        pass
+
+    with traced.tracer.start_as_current_span("request"):
+        for block in (identify(user_id=None), identify(), identify(None, user_attributes={"a": 1})):
+            with block:
+                assert current_identity() is None
+                browse()
+    assert traced.attributes("request") == {}
+    spans = traced.spans("Browse")
+    assert len(spans) == 3
+    for span in spans:
+        assert span.attributes == {"bucket.event": "Browse", "bucket.anonymous": True}
+
+
+def test_no_user_inside_a_block_keeps_the_outer_identity() -> None:
+    """None means "nothing new": an inner identify(None, ...) refines the outer user."""
+    with identify("u1"), identify(None, user_attributes={"role": "admin"}):
+        inner = identity()
+        assert inner.user_id == "u1"
+        assert dict(inner.user_attributes) == {"role": "admin"}
+
+
+def test_a_no_op_block_cannot_be_entered_twice() -> None:
+    """Even a block with nothing to set is single-use, like any other."""
+    block = identify(None)
+    with block, pytest.raises(RuntimeError, match="twice"), block:
+        pass
+
+
+def test_uuid_ids_are_sent_as_strings(traced: Traced) -> None:
+    """A uuid.UUID user or company id becomes its canonical string."""
+    user, company = uuid.UUID(int=1), uuid.UUID(int=2)
+    with traced.tracer.start_as_current_span("request"), identify(user, company):
+        found = identity()
+    assert (found.user_id, found.company_id) == (str(user), str(company))
+    assert traced.attributes("request") == {
+        "enduser.id": "00000000-0000-0000-0000-000000000001",
+        "bucket.company.id": "00000000-0000-0000-0000-000000000002",
+    }
+
+
+def test_company_only_features_are_anonymous(traced: Traced) -> None:
+    """A company without a user makes a company call; its features are anonymous."""
+
+    @feature("Browse", tracer_provider=traced.provider)
+    def browse() -> None:
+        pass
+
+    with identify(company_id="c1"):
+        browse()
+    assert traced.attributes("Browse") == {
+        "bucket.event": "Browse",
+        "bucket.company.id": "c1",
+        "bucket.anonymous": True,
+    }
+
+
+def test_identify_decorates_a_function(traced: Traced) -> None:
+    """@identify(...) runs each call in its own block; the identity is gone after the call."""
+
+    @feature("Nightly", tracer_provider=traced.provider)
+    def step() -> None:
+        pass
+
+    @identify("system", "ops", user_attributes={"kind": "job"})
+    def nightly(n: int) -> str | None:
+        """Run the nightly job."""
+        step()
+        found = current_identity()
+        return found.user_id if found else None
+
+    assert nightly.__name__ == "nightly"
+    assert nightly.__doc__ == "Run the nightly job."
+    assert list(inspect.signature(nightly).parameters) == ["n"]
+    with traced.tracer.start_as_current_span("job"):
+        assert nightly(1) == "system"
+        assert nightly(2) == "system"  # a fresh block per call: no "entered twice"
+    assert current_identity() is None
+    assert traced.attributes("job")["enduser.id"] == "system"
+    for span in traced.spans("Nightly"):
+        assert span.attributes is not None and span.attributes["bucket.user.kind"] == "job"
+
+
+def test_identify_decorates_coroutines_and_generators() -> None:
+    """Async and generator functions keep their nature; each step sees the identity."""
+
+    @identify("u-async")
+    async def fetch() -> str | None:
+        await asyncio.sleep(0)
+        found = current_identity()
+        return found.user_id if found else None
+
+    @identify("u-gen")
+    def rows() -> Iterator[str | None]:
+        for _ in range(2):
+            found = current_identity()
+            yield found.user_id if found else None
+
+    @identify("u-agen")
+    async def stream() -> AsyncIterator[str | None]:
+        for _ in range(2):
+            await asyncio.sleep(0)
+            found = current_identity()
+            yield found.user_id if found else None
+
+    async def drain() -> list[str | None]:
+        return [item async for item in stream()]
+
+    assert inspect.iscoroutinefunction(fetch)
+    assert inspect.isgeneratorfunction(rows)
+    assert inspect.isasyncgenfunction(stream)
+    assert asyncio.run(fetch()) == "u-async"
+    seen_between: list[Identity | None] = []
+    for item in rows():
+        assert item == "u-gen"
+        seen_between.append(current_identity())  # the consumer's own context, between steps
+    assert seen_between == [None, None]
+    assert asyncio.run(drain()) == ["u-agen", "u-agen"]
+
+
+def test_identify_decorator_rejects_a_non_callable() -> None:
+    """identify(...)(42) says what it got."""
+    with pytest.raises(TypeError, match="function"):
+        identify("u1")(42)  # type: ignore[arg-type]
+
+
+def test_identity_survives_an_instrumentation_replacing_the_context(traced: Traced) -> None:
+    """A brand-new context attached inside the block (as Flask's instrumentation attaches the
+    one it extracts from the request) keeps the identity; leaving the block still removes it."""
+    from opentelemetry import context
+
+    @feature("Export", tracer_provider=traced.provider)
+    def export() -> None:
+        pass
+
+    with identify("u1"):
+        token = context.attach(context.Context())
+        try:
+            assert identity().user_id == "u1"
+            export()
+        finally:
+            context.detach(token)
+    assert current_identity() is None
+    assert traced.attributes("Export")["enduser.id"] == "u1"

@@ -48,7 +48,7 @@ def test_mypy_rejects_wrongly_typed_calls(tmp_path: Path) -> None:
         assert f"[{code}]" in line, proc.stdout
 
 
-@pytest.mark.parametrize("name", ["bare", "named", "send", "rows", "stream"])
+@pytest.mark.parametrize("name", ["bare", "named", "send", "rows", "stream", "job", "async_job"])
 def test_typing_file_defines_what_it_checks(name: str) -> None:
     """The typing file is not vacuous: each checked function is in it."""
     assert f"def {name}(" in CHECKED.read_text()

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any
+from uuid import UUID
 
 from typing_extensions import assert_type
 
-from otel_bucket import feature, identify
+from otel_bucket import feature, identify, set_event_attributes, track
 
 
 @feature
@@ -71,3 +72,21 @@ with identify("u1", 42, user_attributes={"name": "Ada"}, company_attributes={"pl
 
 async def awaits() -> None:
     assert_type(await send("hi"), bool)
+
+
+@identify("system", "ops")
+def job(day: str, *, dry_run: bool = False) -> int:
+    return len(day)
+
+
+@identify(UUID(int=1))
+async def async_job(n: int) -> str:
+    return str(n)
+
+
+assert_type(job("2026-01-01", dry_run=True), int)
+async_runner: Callable[[int], Coroutine[Any, Any, str]] = async_job
+with identify(None):
+    track("Sent message", {"channel": "email"})
+    set_event_attributes({"rows": 3})
+assert_type(track("Opened"), None)
