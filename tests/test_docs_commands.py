@@ -65,11 +65,24 @@ SERVES: dict[str, Serves] = {
     "celery --workdir examples -A celery_app worker": Serves(
         r"ready\.", settle=r"Task .* succeeded", ctrl_c=1
     ),
+    "otel-bucket bridge": Serves(r"bridge listening on", 4318, "--port"),
 }
 # What the test checks instead of running, and why.
 NOT_RUN = {
     'python -m pip install -e ".[dev]"': "made this environment",
+    'python -m pip install -e ".[bridge]"': "the dev extra includes the bridge extra (checked)",
     "pytest": "is this very run",
+    'pytest -m "not slow"': "is part of this very run",
+    # Placeholders for the reader's own app in the Deployment table; the same set-ups run for
+    # real in tests/test_servers.py and tests/test_lifecycle.py.
+    "python app.py": "a placeholder for your app",
+    "uvicorn app:app": "a placeholder for your app",
+    "uvicorn app:app --workers N": "a placeholder for your app",
+}
+# Commands that need what this machine cannot have, by their first words.
+NOT_RUN_PREFIXES = {
+    "docker run ": "needs a Docker engine; the spool directory it sets (BUCKET_SPOOL_DIR) is "
+    "tested in tests/test_spool_e2e.py",
 }
 PROGRAMS = ("python", "otel-bucket", "opentelemetry-instrument", "celery", "gunicorn", "uvicorn")
 PROGRAMS += ("curl", "pytest", "sqlite3")
@@ -188,9 +201,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _assignments(text: str) -> tuple[str, str]:
+    """``VAR=value`` words leading ``text`` (as the shell takes them), and the command after."""
+    words = text.split(" ")
+    count = 0
+    while count < len(words) and re.fullmatch(r"[A-Z_][A-Z0-9_]*=\S*", words[count]):
+        count += 1
+    return " ".join(words[:count]), " ".join(words[count:])
+
+
 def _server_of(text: str) -> str | None:
+    command = _assignments(text)[1]
     for prefix in SERVES:
-        if text == prefix or text.startswith(prefix + " "):
+        if command == prefix or command.startswith(prefix + " "):
             return prefix
     return None
 
@@ -204,6 +227,7 @@ def _installed_here() -> None:
     assert Path(otel_bucket.__file__).resolve().is_relative_to(ROOT)
     for module in ("django", "celery", "flask", "fastapi", "gunicorn", "hypothesis"):
         __import__(module)
+    import otel_bucket.bridge  # noqa: F401 - the bridge extra's modules (dev includes them)
 
 
 def _start(session: Session, command: Command, prefix: str, lasting: bool) -> None:
@@ -221,7 +245,10 @@ def _start(session: Session, command: Command, prefix: str, lasting: bool) -> No
             env[how] = f"127.0.0.1:{given}"
         else:
             env[how] = str(given)
-    proc = Running(["bash", "-c", "exec " + session.localize(text)], env=env, cwd=session.scratch)
+    assignments, command_text = _assignments(session.localize(text))
+    proc = Running(
+        ["bash", "-c", f"{assignments} exec {command_text}".strip()], env=env, cwd=session.scratch
+    )
     try:
         proc.expect(serves.ready, timeout=60)
     except BaseException:
@@ -258,6 +285,8 @@ def _export(session: Session, text: str) -> None:
 
 def _run(session: Session, command: Command) -> None:
     text = command.text
+    if any(text.startswith(prefix) for prefix in NOT_RUN_PREFIXES):
+        return
     for skipped in NOT_RUN:
         if text == skipped or text.startswith(skipped + " && "):
             if skipped.startswith("python -m pip"):
