@@ -227,7 +227,7 @@ def _installed_here() -> None:
     assert Path(otel_bucket.__file__).resolve().is_relative_to(ROOT)
     for module in ("django", "celery", "flask", "fastapi", "gunicorn", "hypothesis"):
         __import__(module)
-    import otel_bucket.bridge  # noqa: F401 - the bridge extra's modules (dev includes them)
+    import otel_bucket.bridge  # the bridge extra (dev includes it)
 
 
 def _start(session: Session, command: Command, prefix: str, lasting: bool) -> None:
