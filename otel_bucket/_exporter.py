@@ -240,7 +240,7 @@ class BucketSpanExporter(SpanExporter):
             self._report.events_without_user(plan.dropped_events)
         calls = [call for phase in plan.phases for call in phase]
         fresh = [Pending(call) for call in calls if not self._dedupe.is_duplicate(call)]
-        dropped = plan.dropped_events + plan.skipped_spans
+        dropped = plan.dropped_events + plan.anonymous_events + plan.skipped_spans
         self._stats.add(
             calls=len(calls) + dropped, dropped=dropped, deduplicated=len(calls) - len(fresh)
         )

@@ -14,6 +14,7 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 
 from otel_bucket._conventions import (
+    BUCKET_ANONYMOUS,
     BUCKET_ATTRIBUTES_PREFIX,
     BUCKET_COMPANY_ID,
     BUCKET_COMPANY_PREFIX,
@@ -59,7 +60,8 @@ class Plan:
     users: list[Call] = field(default_factory=list)
     companies: list[Call] = field(default_factory=list)
     events: list[Call] = field(default_factory=list)
-    dropped_events: int = 0
+    dropped_events: int = 0  # events without a user: a mistake, worth a warning
+    anonymous_events: int = 0  # events marked anonymous (``bucket.anonymous``): ordinary use
     skipped_spans: int = 0
 
     @property
@@ -191,7 +193,10 @@ def _add_span(
     if event is None:
         return
     if user is None:
-        plan.dropped_events += 1
+        if attributes.get(BUCKET_ANONYMOUS) is True:
+            plan.anonymous_events += 1
+        else:
+            plan.dropped_events += 1
         return
     merged = _Merged()
     merged.add(_prefixed(attributes, BUCKET_ATTRIBUTES_PREFIX), start)

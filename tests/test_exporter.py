@@ -562,3 +562,18 @@ def test_proxy_settings_are_read_once_from_the_environment(
     assert direct.export(make_spans({"enduser.id": "u"})) is SpanExportResult.SUCCESS
     assert len(server.calls("user")) == 1
     direct.shutdown()
+
+
+def test_anonymous_events_are_dropped_without_a_warning(
+    server: CaptureServer, make: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An event marked anonymous (a feature used with no user) is counted, not warned about; an
+    event without a user and without the marker still is."""
+    exporter = make()
+    with caplog.at_level(logging.WARNING, logger="otel_bucket"):
+        exporter.export(make_spans({"bucket.event": "E", "bucket.anonymous": True}))
+        assert caplog.records == []
+        exporter.export(make_spans({"bucket.event": "E"}))
+    assert "no enduser.id" in caplog.text
+    assert exporter.stats.dropped == 2
+    assert server.requests == []
