@@ -20,6 +20,7 @@ from otel_bucket._clock import Clock, SystemClock
 from otel_bucket._config import Settings, resolve_settings
 from otel_bucket._dedupe import Deduper
 from otel_bucket._delivery import Outcomes, Phase, interleave
+from otel_bucket._filter import BeforeSend, BeforeSendFilter, check_before_send
 from otel_bucket._fork import after_fork_in_child
 from otel_bucket._gate import Gate
 from otel_bucket._mapping import plan_calls
@@ -67,6 +68,9 @@ class BucketSpanExporter(SpanExporter):
         spool_max_mb: the spool's size at most, in MiB (else ``BUCKET_SPOOL_MAX_MB``, 50).
         spool_max_age: seconds (or ``"48h"``) a spooled call is kept at most (else
             ``BUCKET_SPOOL_MAX_AGE``, 48 hours).
+        before_send: ``(call: BucketCall) -> BucketCall | None``, run on the exporter's thread
+            for every call before it is sent: return it, a changed copy (``call.replace(...)``)
+            or None to drop it (counted in ``stats.filtered``).
         clock: the time source; for tests.
     """
 
@@ -84,10 +88,12 @@ class BucketSpanExporter(SpanExporter):
         spool_dir: str | os.PathLike[str] | Literal[False] | None = None,
         spool_max_mb: float | None = None,
         spool_max_age: float | str | None = None,
+        before_send: BeforeSend | None = None,
         clock: Clock | None = None,
     ) -> None:
         if session is not None and not isinstance(session, requests.Session):
             raise TypeError(f"session must be a requests.Session, got {type(session).__name__}")
+        self._before_send = check_before_send(before_send)
         self._settings: Settings = resolve_settings(
             tracking_key=tracking_key,
             endpoint=endpoint,
@@ -234,15 +240,20 @@ class BucketSpanExporter(SpanExporter):
         return redact(f"{type(exc).__name__}: {exc}", self._settings.tracking_key)
 
     def _plan(self, spans: Sequence[ReadableSpan]) -> list[Pending]:
-        """Map and count; return the calls that are not duplicates of recent deliveries."""
+        """Map, filter (``before_send``) and count; return the calls that are not duplicates
+        of recent deliveries."""
         plan = plan_calls(spans)
         if plan.dropped_events:
             self._report.events_without_user(plan.dropped_events)
         calls = [call for phase in plan.phases for call in phase]
-        fresh = [Pending(call) for call in calls if not self._dedupe.is_duplicate(call)]
-        dropped = plan.dropped_events + plan.skipped_spans
+        kept = self._filter.apply(calls)
+        fresh = [Pending(call) for call in kept.calls if not self._dedupe.is_duplicate(call)]
+        unusable = plan.dropped_events + plan.skipped_spans
         self._stats.add(
-            calls=len(calls) + dropped, dropped=dropped, deduplicated=len(calls) - len(fresh)
+            calls=len(calls) + unusable,
+            dropped=unusable + len(kept.failed),
+            filtered=len(kept.filtered),
+            deduplicated=len(kept.calls) - len(fresh),
         )
         return fresh
 
@@ -423,6 +434,7 @@ class BucketSpanExporter(SpanExporter):
         self._gate: Gate = Gate(clock, self._settings.max_concurrency)
         self._backlog: Backlog = Backlog()
         self._report: Reporter = Reporter(self._settings.endpoint, clock)
+        self._filter = BeforeSendFilter(self._before_send, clock)
 
     def _after_fork(self) -> None:
         # The child starts its own history: the parent keeps (and retries) what it holds. The
