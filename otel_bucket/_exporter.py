@@ -12,6 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Literal
 
 import requests
+from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
@@ -24,6 +25,7 @@ from otel_bucket._filter import BeforeSend, BeforeSendFilter, check_before_send
 from otel_bucket._fork import after_fork_in_child
 from otel_bucket._gate import Gate
 from otel_bucket._mapping import plan_calls
+from otel_bucket._metrics import Recorder, check_meter_provider
 from otel_bucket._pool import WorkerPool, suppressed_instrumentation
 from otel_bucket._redact import forget_secret, redact, register_secret
 from otel_bucket._report import Reporter
@@ -71,6 +73,8 @@ class BucketSpanExporter(SpanExporter):
         before_send: ``(call: BucketCall) -> BucketCall | None``, run on the exporter's thread
             for every call before it is sent: return it, a changed copy (``call.replace(...)``)
             or None to drop it (counted in ``stats.filtered``).
+        meter_provider: where otel-bucket's own metrics go (else the global ``MeterProvider``,
+            even one set later; none set: they cost nothing).
         clock: the time source; for tests.
     """
 
@@ -89,11 +93,13 @@ class BucketSpanExporter(SpanExporter):
         spool_max_mb: float | None = None,
         spool_max_age: float | str | None = None,
         before_send: BeforeSend | None = None,
+        meter_provider: MeterProvider | None = None,
         clock: Clock | None = None,
     ) -> None:
         if session is not None and not isinstance(session, requests.Session):
             raise TypeError(f"session must be a requests.Session, got {type(session).__name__}")
         self._before_send = check_before_send(before_send)
+        meter_provider = check_meter_provider(meter_provider)
         self._settings: Settings = resolve_settings(
             tracking_key=tracking_key,
             endpoint=endpoint,
@@ -113,6 +119,7 @@ class BucketSpanExporter(SpanExporter):
         self._user_session = session
         self._rng = random.Random()
         self._new_state()
+        self._metrics = Recorder(self, meter_provider)
         register_secret(self._settings.tracking_key)
         self._spooling = Spooling(self._settings, self._clock.monotonic)
         self._pool = WorkerPool(self._settings.max_concurrency)
@@ -157,9 +164,14 @@ class BucketSpanExporter(SpanExporter):
 
     def export_within(self, spans: Sequence[ReadableSpan], seconds: float) -> SpanExportResult:
         """``export``, ending within ``seconds`` (at most ``timeout``); for a bounded drain."""
+        start = self._clock.monotonic()
         try:
             with suppressed_instrumentation():
-                return self._export(spans, min(max(seconds, 0.0), self._settings.timeout))
+                result = self._export(spans, min(max(seconds, 0.0), self._settings.timeout))
+            self._metrics.exported(
+                self._clock.monotonic() - start, result is SpanExportResult.SUCCESS
+            )
+            return result
         except Exception as exc:  # our own fault must never reach the application
             _log.error("otel-bucket export failed: %s", self._redacted(exc))
             return SpanExportResult.FAILURE
@@ -255,6 +267,7 @@ class BucketSpanExporter(SpanExporter):
             filtered=len(kept.filtered),
             deduplicated=len(kept.calls) - len(fresh),
         )
+        self._metrics.planned(plan, kept, fresh)
         return fresh
 
     def _export(self, spans: Sequence[ReadableSpan], seconds: float) -> SpanExportResult:
@@ -262,7 +275,9 @@ class BucketSpanExporter(SpanExporter):
         if self._settings.offline or not self._settings.endpoint:
             for item in fresh:
                 _log.debug("offline: would send %s %s", item.method, item.call.payload)
-            self._stats.add(**{"dropped" if self._settings.offline else "undelivered": len(fresh)})
+            outcome = "dropped" if self._settings.offline else "undelivered"
+            self._stats.add(**{outcome: len(fresh)})
+            self._metrics.count(outcome, fresh)
             if not self._settings.offline and fresh:
                 self._report.lost(len(fresh), "BUCKET_ENDPOINT is malformed")
             return SpanExportResult.SUCCESS if self._settings.offline else SpanExportResult.FAILURE
@@ -285,6 +300,7 @@ class BucketSpanExporter(SpanExporter):
         stored = self._spooling.keep(items)
         lost = len(items) - stored
         self._stats.add(spooled=stored, undelivered=lost)
+        self._metrics.kept(items, stored)
         if lost:
             self._report.lost(lost, why)
         return lost
@@ -294,9 +310,11 @@ class BucketSpanExporter(SpanExporter):
         how many calls were not delivered (with ``last_chance``: how many are left over)."""
         backlog = self._backlog.take()
         old_ids = {id(item) for item in backlog}
-        waiting, merged = merge_pending(backlog + fresh)
+        everything = backlog + fresh
+        waiting, merged = merge_pending(everything)
         due = [item for item in waiting if item.not_before < deadline]
         self._stats.add(deduplicated=merged)
+        self._metrics.removed("deduplicated", everything, waiting)
         self._keep([item for item in waiting if item.not_before >= deadline])
         if not last_chance:
             due += self._unspool(len(waiting), deadline)
@@ -335,6 +353,7 @@ class BucketSpanExporter(SpanExporter):
             return []
         fresh = [item for item in items if not self._dedupe.is_duplicate(item.call)]
         self._stats.add(unspooled=len(items), deduplicated=len(items) - len(fresh))
+        self._metrics.unspooled(items, fresh)
         sending = {id(item) for item in fresh}
         self._spooling.settle([item for item in items if id(item) not in sending], [])
         for item in fresh:
@@ -348,6 +367,7 @@ class BucketSpanExporter(SpanExporter):
             undone = {id(item) for item in back}
             self._spooling.settle([i for i in items if id(i) not in undone], back)
             self._stats.add(spooled=len(back))
+            self._metrics.count("spooled", back)
 
     def _new_phase(self, items: list[Pending], deadline: float, last_chance: bool) -> Phase:
         phase = Phase(
@@ -379,6 +399,7 @@ class BucketSpanExporter(SpanExporter):
             dropped=len(outcomes.unsendable),
             undelivered=lost,
         )
+        self._metrics.settled(outcomes, items)
         if outcomes.rejected:
             self._report.rejected(outcomes.rejected)
         if outcomes.misdirected:
@@ -397,6 +418,7 @@ class BucketSpanExporter(SpanExporter):
             stored = self._spooling.keep(leftover)
             lost = len(leftover) - stored
             self._stats.add(spooled=stored)
+            self._metrics.kept(leftover, stored)
             if stored:
                 _log.warning(
                     "otel-bucket kept %d undelivered call(s) in its spool (%s) for the next "
@@ -406,6 +428,7 @@ class BucketSpanExporter(SpanExporter):
                 )
         else:  # an export still runs past its deadline: what it holds is lost with the process
             lost = self.pending
+            self._metrics.add("undelivered", lost)  # which methods is not known here
         self._stats.add(undelivered=lost)
         self._spooling.close()
         cause = self._gate.last_error or "no attempt could be made before the deadline"
