@@ -165,7 +165,8 @@ def _parse_timestamp(text: object) -> datetime | None:
         return None
     if text.endswith("Z"):  # Python 3.10's fromisoformat does not read "Z"
         text = text[:-1] + "+00:00"
-    return datetime.fromisoformat(text).astimezone(timezone.utc)
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo is timezone.utc else moment.astimezone(timezone.utc)
 
 
 def from_call(call: Call) -> BucketCall:
@@ -186,8 +187,9 @@ def from_call(call: Call) -> BucketCall:
     )
 
 
-def to_call(public: BucketCall) -> Call:
-    """Our call for a ``BucketCall`` (what ``before_send`` returned)."""
+def to_call(public: BucketCall, timestamp: str | None = None) -> Call:
+    """Our call for a ``BucketCall`` (what ``before_send`` returned); ``timestamp``: its time as
+    already formatted, when the hook kept it."""
     payload: dict[str, Any] = {}
     if public.method == "company":
         payload["companyId"] = public.company_id
@@ -197,7 +199,9 @@ def to_call(public: BucketCall) -> Call:
         payload["userId"] = public.user_id
     if public.attributes:
         payload["attributes"] = dict(public.attributes)
-    if public.timestamp is not None:
+    if timestamp is not None:
+        payload["timestamp"] = timestamp
+    elif public.timestamp is not None:
         payload["timestamp"] = utc_iso(public.timestamp)
     company = public.company_id if public.method == "event" else None
     return Call(public.method, payload, span_company_id=company)

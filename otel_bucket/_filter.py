@@ -77,8 +77,12 @@ class BeforeSendFilter:
             elif returned.method != call.method:
                 self._fail(out, call, f"it returned a {returned.method} call")
             else:
+                # The same time as it came: keep its text rather than format it again.
+                kept = returned.timestamp is public.timestamp
                 try:  # a BucketCall subclass could still break here
-                    out.calls.append(to_call(returned))
+                    out.calls.append(
+                        to_call(returned, call.payload.get("timestamp") if kept else None)
+                    )
                 except Exception as exc:
                     self._fail(out, call, f"its call could not be read ({type(exc).__qualname__})")
         return out
