@@ -21,6 +21,7 @@ from otel_bucket._clock import Clock, SystemClock
 from otel_bucket._config import Settings, resolve_settings
 from otel_bucket._dedupe import Deduper
 from otel_bucket._delivery import Outcomes, Phase, interleave
+from otel_bucket._exporter_spool import ExporterSpool
 from otel_bucket._filter import BeforeSend, BeforeSendFilter, check_before_send
 from otel_bucket._fork import after_fork_in_child
 from otel_bucket._gate import Gate
@@ -52,7 +53,7 @@ def _release(pool: WorkerPool, transport: Transport, key: str) -> None:
     forget_secret(key)
 
 
-class BucketSpanExporter(SpanExporter):
+class BucketSpanExporter(ExporterSpool, SpanExporter):
     """Sends the Bucket-relevant content of spans to the Bucket Tracking API.
 
     Args:
@@ -288,23 +289,6 @@ class BucketSpanExporter(SpanExporter):
             left = self._send(fresh, self._clock.monotonic() + seconds)
         return SpanExportResult.FAILURE if left else SpanExportResult.SUCCESS
 
-    def _keep(self, items: Sequence[Pending]) -> None:
-        """Hold undelivered calls for later; a full backlog's oldest go to the spool."""
-        overflow = self._backlog.keep(items)
-        if overflow:
-            self._keep_for_later(overflow, "the backlog of undelivered calls is full")
-
-    def _keep_for_later(self, items: Sequence[Pending], why: str) -> int:
-        """Write calls this process will not send to the spool; count (and report) the rest as
-        lost. Return how many were lost."""
-        stored = self._spooling.keep(items)
-        lost = len(items) - stored
-        self._stats.add(spooled=stored, undelivered=lost)
-        self._metrics.kept(items, stored)
-        if lost:
-            self._report.lost(lost, why)
-        return lost
-
     def _send(self, fresh: list[Pending], deadline: float, *, last_chance: bool = False) -> int:
         """Send what waits and ``fresh``, phase by phase; keep what may succeed later. Return
         how many calls were not delivered (with ``last_chance``: how many are left over)."""
@@ -341,33 +325,6 @@ class BucketSpanExporter(SpanExporter):
         if kept and not last_chance:
             self._report.not_delivered_yet(kept, len(self._backlog), self._gate.last_error)
         return failed
-
-    def _unspool(self, waiting: int, deadline: float) -> list[Pending]:
-        """Spooled calls to send with this export: when the endpoint is open and the backlog
-        has room. Those identical to a recent delivery are settled at once."""
-        now = self._clock.monotonic()
-        if self._gate.is_down() or self._gate.not_before() >= deadline or waiting > 1000:
-            return []
-        items = self._spooling.claim()
-        if not items:
-            return []
-        fresh = [item for item in items if not self._dedupe.is_duplicate(item.call)]
-        self._stats.add(unspooled=len(items), deduplicated=len(items) - len(fresh))
-        self._metrics.unspooled(items, fresh)
-        sending = {id(item) for item in fresh}
-        self._spooling.settle([item for item in items if id(item) not in sending], [])
-        for item in fresh:
-            item.not_before = now
-        return fresh
-
-    def _settle_spooled(self, items: list[Pending], kept: list[Pending]) -> None:
-        """Spooled calls the API answered leave the spool; the others go back into it."""
-        back = [item for item in kept if item.spool_id is not None]
-        if any(item.spool_id is not None for item in items):
-            undone = {id(item) for item in back}
-            self._spooling.settle([i for i in items if id(i) not in undone], back)
-            self._stats.add(spooled=len(back))
-            self._metrics.count("spooled", back)
 
     def _new_phase(self, items: list[Pending], deadline: float, last_chance: bool) -> Phase:
         phase = Phase(
@@ -414,18 +371,8 @@ class BucketSpanExporter(SpanExporter):
         if got_lock:
             if len(self._backlog) and self._settings.endpoint and not self._gate.is_down():
                 self._send([], deadline, last_chance=True)
-            leftover = self._backlog.take()  # failed again, or not tried (down, Retry-After)
-            stored = self._spooling.keep(leftover)
-            lost = len(leftover) - stored
-            self._stats.add(spooled=stored)
-            self._metrics.kept(leftover, stored)
-            if stored:
-                _log.warning(
-                    "otel-bucket kept %d undelivered call(s) in its spool (%s) for the next "
-                    "process to send",
-                    stored,
-                    self._settings.spool_dir,
-                )
+            # Failed again, or not tried (down, Retry-After): to the spool, or lost.
+            lost = self._spool_leftovers(self._backlog.take())
         else:  # an export still runs past its deadline: what it holds is lost with the process
             lost = self.pending
             self._metrics.add("undelivered", lost)  # which methods is not known here
