@@ -120,7 +120,7 @@ class BucketCall:
             object.__setattr__(self, "attributes", frozen)
 
     def __hash__(self) -> int:
-        items = frozenset((k, type(v), v) for k, v in self.attributes.items())
+        items = frozenset(self.attributes.items())  # equal values (1, 1.0, True) hash alike
         return hash((self.method, self.user_id, self.company_id, self.event, items, self.timestamp))
 
     def replace(

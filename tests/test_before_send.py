@@ -448,6 +448,8 @@ def test_bucket_call_replace_checks_and_copies() -> None:
     assert other.attributes == {"plan": "team"} and call.attributes == {"plan": "pro"}
     assert other.user_id == "u" and other.method == "user"
     assert call.replace() == call and hash(call.replace()) == hash(call)
+    ones = [BucketCall(method="user", user_id="u", attributes={"n": n}) for n in (1, 1.0, True)]
+    assert len({hash(one) for one in ones}) == 1  # equal calls hash alike
     with pytest.raises(ValueError, match="user_id"):
         call.replace(user_id="")
     with pytest.raises(ValueError, match="company_id"):
