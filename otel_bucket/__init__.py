@@ -2,6 +2,7 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+from otel_bucket._calls import BucketCall
 from otel_bucket._config import Settings
 from otel_bucket._conventions import (
     BUCKET_ATTRIBUTES_PREFIX,
@@ -34,6 +35,7 @@ __all__ = [
     "BUCKET_USER_PREFIX",
     "ENDUSER_ID",
     "USER_ID",
+    "BucketCall",
     "BucketSpanExporter",
     "BucketSpanProcessor",
     "ExporterStats",

@@ -12,6 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Literal
 
 import requests
+from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
@@ -20,9 +21,12 @@ from otel_bucket._clock import Clock, SystemClock
 from otel_bucket._config import Settings, resolve_settings
 from otel_bucket._dedupe import Deduper
 from otel_bucket._delivery import Outcomes, Pace, Phase, interleave
+from otel_bucket._exporter_spool import ExporterSpool
+from otel_bucket._filter import BeforeSend, BeforeSendFilter, check_before_send
 from otel_bucket._fork import after_fork_in_child
 from otel_bucket._gate import Gate
 from otel_bucket._mapping import plan_calls
+from otel_bucket._metrics import Recorder, check_meter_provider
 from otel_bucket._pool import WorkerPool, suppressed_instrumentation
 from otel_bucket._redact import forget_secret, redact, register_secret
 from otel_bucket._report import Reporter
@@ -49,7 +53,7 @@ def _release(pool: WorkerPool, transport: Transport, key: str) -> None:
     forget_secret(key)
 
 
-class BucketSpanExporter(SpanExporter):
+class BucketSpanExporter(ExporterSpool, SpanExporter):
     """Sends the Bucket-relevant content of spans to the Bucket Tracking API.
 
     Args:
@@ -67,6 +71,11 @@ class BucketSpanExporter(SpanExporter):
         spool_max_mb: the spool's size at most, in MiB (else ``BUCKET_SPOOL_MAX_MB``, 50).
         spool_max_age: seconds (or ``"48h"``) a spooled call is kept at most (else
             ``BUCKET_SPOOL_MAX_AGE``, 48 hours).
+        before_send: ``(call: BucketCall) -> BucketCall | None``, run on the exporter's thread
+            for every call before it is sent: return it, a changed copy (``call.replace(...)``)
+            or None to drop it (counted in ``stats.filtered``).
+        meter_provider: where otel-bucket's own metrics go (else the global ``MeterProvider``,
+            even one set later; none set: they cost nothing).
         clock: the time source; for tests.
     """
 
@@ -84,10 +93,14 @@ class BucketSpanExporter(SpanExporter):
         spool_dir: str | os.PathLike[str] | Literal[False] | None = None,
         spool_max_mb: float | None = None,
         spool_max_age: float | str | None = None,
+        before_send: BeforeSend | None = None,
+        meter_provider: MeterProvider | None = None,
         clock: Clock | None = None,
     ) -> None:
         if session is not None and not isinstance(session, requests.Session):
             raise TypeError(f"session must be a requests.Session, got {type(session).__name__}")
+        self._before_send = check_before_send(before_send)
+        meter_provider = check_meter_provider(meter_provider)
         self._settings: Settings = resolve_settings(
             tracking_key=tracking_key,
             endpoint=endpoint,
@@ -107,6 +120,7 @@ class BucketSpanExporter(SpanExporter):
         self._user_session = session
         self._rng = random.Random()
         self._new_state()
+        self._metrics = Recorder(self, meter_provider)
         register_secret(self._settings.tracking_key)
         self._spooling = Spooling(self._settings, self._clock.monotonic)
         self._pool = WorkerPool(self._settings.max_concurrency)
@@ -151,9 +165,14 @@ class BucketSpanExporter(SpanExporter):
 
     def export_within(self, spans: Sequence[ReadableSpan], seconds: float) -> SpanExportResult:
         """``export``, ending within ``seconds`` (at most ``timeout``); for a bounded drain."""
+        start = self._clock.monotonic()
         try:
             with suppressed_instrumentation():
-                return self._export(spans, min(max(seconds, 0.0), self._settings.timeout))
+                result = self._export(spans, min(max(seconds, 0.0), self._settings.timeout))
+            self._metrics.exported(
+                self._clock.monotonic() - start, result is SpanExportResult.SUCCESS
+            )
+            return result
         except Exception as exc:  # our own fault must never reach the application
             _log.error("otel-bucket export failed: %s", self._redacted(exc))
             return SpanExportResult.FAILURE
@@ -234,16 +253,22 @@ class BucketSpanExporter(SpanExporter):
         return redact(f"{type(exc).__name__}: {exc}", self._settings.tracking_key)
 
     def _plan(self, spans: Sequence[ReadableSpan]) -> list[Pending]:
-        """Map and count; return the calls that are not duplicates of recent deliveries."""
+        """Map, filter (``before_send``) and count; return the calls that are not duplicates
+        of recent deliveries."""
         plan = plan_calls(spans)
         if plan.dropped_events:
             self._report.events_without_user(plan.dropped_events)
         calls = [call for phase in plan.phases for call in phase]
-        fresh = [Pending(call) for call in calls if not self._dedupe.is_duplicate(call)]
-        dropped = plan.dropped_events + plan.anonymous_events + plan.skipped_spans
+        kept = self._filter.apply(calls)
+        fresh = [Pending(call) for call in kept.calls if not self._dedupe.is_duplicate(call)]
+        unusable = plan.dropped_events + plan.anonymous_events + plan.skipped_spans
         self._stats.add(
-            calls=len(calls) + dropped, dropped=dropped, deduplicated=len(calls) - len(fresh)
+            calls=len(calls) + unusable,
+            dropped=unusable + len(kept.failed),
+            filtered=len(kept.filtered),
+            deduplicated=len(kept.calls) - len(fresh),
         )
+        self._metrics.planned(plan, kept, fresh)
         return fresh
 
     def _export(self, spans: Sequence[ReadableSpan], seconds: float) -> SpanExportResult:
@@ -251,7 +276,9 @@ class BucketSpanExporter(SpanExporter):
         if self._settings.offline or not self._settings.endpoint:
             for item in fresh:
                 _log.debug("offline: would send %s %s", item.method, item.call.payload)
-            self._stats.add(**{"dropped" if self._settings.offline else "undelivered": len(fresh)})
+            outcome = "dropped" if self._settings.offline else "undelivered"
+            self._stats.add(**{outcome: len(fresh)})
+            self._metrics.count(outcome, fresh)
             if not self._settings.offline and fresh:
                 self._report.lost(len(fresh), "BUCKET_ENDPOINT is malformed")
             return SpanExportResult.SUCCESS if self._settings.offline else SpanExportResult.FAILURE
@@ -262,30 +289,16 @@ class BucketSpanExporter(SpanExporter):
             left = self._send(fresh, self._clock.monotonic() + seconds)
         return SpanExportResult.FAILURE if left else SpanExportResult.SUCCESS
 
-    def _keep(self, items: Sequence[Pending]) -> None:
-        """Hold undelivered calls for later; a full backlog's oldest go to the spool."""
-        overflow = self._backlog.keep(items)
-        if overflow:
-            self._keep_for_later(overflow, "the backlog of undelivered calls is full")
-
-    def _keep_for_later(self, items: Sequence[Pending], why: str) -> int:
-        """Write calls this process will not send to the spool; count (and report) the rest as
-        lost. Return how many were lost."""
-        stored = self._spooling.keep(items)
-        lost = len(items) - stored
-        self._stats.add(spooled=stored, undelivered=lost)
-        if lost:
-            self._report.lost(lost, why)
-        return lost
-
     def _send(self, fresh: list[Pending], deadline: float, *, last_chance: bool = False) -> int:
         """Send what waits and ``fresh``, phase by phase; keep what may succeed later. Return
         how many calls were not delivered (with ``last_chance``: how many are left over)."""
         backlog = self._backlog.take()
         old_ids = {id(item) for item in backlog}
-        waiting, merged = merge_pending(backlog + fresh)
+        everything = backlog + fresh
+        waiting, merged = merge_pending(everything)
         due = [item for item in waiting if item.not_before < deadline]
         self._stats.add(deduplicated=merged)
+        self._metrics.removed("deduplicated", everything, waiting)
         self._keep([item for item in waiting if item.not_before >= deadline])
         if not last_chance:
             due += self._unspool(len(waiting), deadline)
@@ -312,31 +325,6 @@ class BucketSpanExporter(SpanExporter):
         if kept and not last_chance:
             self._report.not_delivered_yet(kept, len(self._backlog), self._gate.last_error)
         return failed
-
-    def _unspool(self, waiting: int, deadline: float) -> list[Pending]:
-        """Spooled calls to send with this export: when the endpoint is open and the backlog
-        has room. Those identical to a recent delivery are settled at once."""
-        now = self._clock.monotonic()
-        if self._gate.is_down() or self._gate.not_before() >= deadline or waiting > 1000:
-            return []
-        items = self._spooling.claim()
-        if not items:
-            return []
-        fresh = [item for item in items if not self._dedupe.is_duplicate(item.call)]
-        self._stats.add(unspooled=len(items), deduplicated=len(items) - len(fresh))
-        sending = {id(item) for item in fresh}
-        self._spooling.settle([item for item in items if id(item) not in sending], [])
-        for item in fresh:
-            item.not_before = now
-        return fresh
-
-    def _settle_spooled(self, items: list[Pending], kept: list[Pending]) -> None:
-        """Spooled calls the API answered leave the spool; the others go back into it."""
-        back = [item for item in kept if item.spool_id is not None]
-        if any(item.spool_id is not None for item in items):
-            undone = {id(item) for item in back}
-            self._spooling.settle([i for i in items if id(i) not in undone], back)
-            self._stats.add(spooled=len(back))
 
     def _new_phase(self, items: list[Pending], deadline: float, last_chance: bool) -> Phase:
         phase = Phase(
@@ -369,6 +357,7 @@ class BucketSpanExporter(SpanExporter):
             dropped=len(outcomes.unsendable),
             undelivered=lost,
         )
+        self._metrics.settled(outcomes, items)
         if outcomes.rejected:
             self._report.rejected(outcomes.rejected)
         if outcomes.misdirected:
@@ -383,19 +372,11 @@ class BucketSpanExporter(SpanExporter):
         if got_lock:
             if len(self._backlog) and self._settings.endpoint and not self._gate.is_down():
                 self._send([], deadline, last_chance=True)
-            leftover = self._backlog.take()  # failed again, or not tried (down, Retry-After)
-            stored = self._spooling.keep(leftover)
-            lost = len(leftover) - stored
-            self._stats.add(spooled=stored)
-            if stored:
-                _log.warning(
-                    "otel-bucket kept %d undelivered call(s) in its spool (%s) for the next "
-                    "process to send",
-                    stored,
-                    self._settings.spool_dir,
-                )
+            # Failed again, or not tried (down, Retry-After): to the spool, or lost.
+            lost = self._spool_leftovers(self._backlog.take())
         else:  # an export still runs past its deadline: what it holds is lost with the process
             lost = self.pending
+            self._metrics.add("undelivered", lost)  # which methods is not known here
         self._stats.add(undelivered=lost)
         self._spooling.close()
         cause = self._gate.last_error or "no attempt could be made before the deadline"
@@ -425,6 +406,7 @@ class BucketSpanExporter(SpanExporter):
         self._pace = Pace(self._settings.max_concurrency)
         self._backlog: Backlog = Backlog()
         self._report: Reporter = Reporter(self._settings.endpoint, clock)
+        self._filter = BeforeSendFilter(self._before_send, clock)
 
     def _after_fork(self) -> None:
         # The child starts its own history: the parent keeps (and retries) what it holds. The

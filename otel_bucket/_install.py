@@ -105,7 +105,7 @@ def install(
             signals themselves and call ``otel_bucket.flush()``); default
             ``BUCKET_HANDLE_SIGNALS``, else true.
         exporter_options: keyword arguments of ``BucketSpanExporter`` (``tracking_key``,
-            ``endpoint``, ``timeout``, ...).
+            ``endpoint``, ``timeout``, ``before_send``, ``meter_provider``, ...).
 
     Returns:
         The processor (``processor.exporter.stats`` gives the delivery counters).

@@ -43,6 +43,9 @@ class Call:
 
     method: str
     payload: dict[str, Any]
+    # An event's span named this company: not sent (the Event API has no company), but
+    # ``before_send`` sees it, so a hook can filter events by company.
+    span_company_id: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def identity(self) -> tuple[str, ...]:
@@ -200,7 +203,8 @@ def _add_span(
         return
     merged = _Merged()
     merged.add(_prefixed(attributes, BUCKET_ATTRIBUTES_PREFIX), start)
-    plan.events.append(Call("event", _payload({"event": event, "userId": user}, merged)))
+    payload = _payload({"event": event, "userId": user}, merged)
+    plan.events.append(Call("event", payload, span_company_id=company))
 
 
 def plan_calls(spans: Iterable[ReadableSpan]) -> Plan:

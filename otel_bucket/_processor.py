@@ -117,6 +117,8 @@ class BucketSpanProcessor(SpanProcessor):
             exporter = BucketSpanExporter()
         self._exporter: SpanExporter = exporter
         self._bucket = exporter if isinstance(exporter, BucketSpanExporter) else None
+        if self._bucket is not None:  # read by a metric reader, never recorded in on_end
+            self._bucket._metrics.watch_queue(self)
         # Unbounded deque, bounded by on_end: each span dropped is one successful popleft(), so
         # the count is exact without a lock on the hot path.
         self._queue: collections.deque[ReadableSpan] = collections.deque()

@@ -13,7 +13,7 @@ class ExporterStats:
     """Counts of calls since the exporter was built (a snapshot; it does not change).
 
     Every call is in exactly one place: ``calls + unspooled == delivered + rejected +
-    deduplicated + dropped + undelivered + spooled + pending``.
+    deduplicated + dropped + filtered + undelivered + spooled + pending``.
     """
 
     calls: int = 0
@@ -30,7 +30,10 @@ class ExporterStats:
     merged into a newer one for the same ids while waiting."""
     dropped: int = 0
     """Calls that could not be made or sent: events without a user, spans that could not be
-    read, calls logged instead of sent in offline mode."""
+    read, calls logged instead of sent in offline mode, calls on which ``before_send`` raised
+    or returned something other than a ``BucketCall`` or None."""
+    filtered: int = 0
+    """Calls ``before_send`` dropped by returning None."""
     undelivered: int = 0
     """Calls given up on: still undelivered at shutdown, pushed out of a full backlog, failing
     again and again while other calls got through, or answered with a redirect."""

@@ -1,6 +1,6 @@
 """Every call is counted in exactly one place, whatever the endpoint answers (a property test):
-``calls + unspooled == delivered + rejected + deduplicated + dropped + undelivered + spooled +
-pending``, and after shutdown nothing is pending."""
+``calls + unspooled == delivered + rejected + deduplicated + dropped + filtered + undelivered +
+spooled + pending``, and after shutdown nothing is pending."""
 
 from __future__ import annotations
 
@@ -52,6 +52,7 @@ def _balanced(stats: ExporterStats) -> bool:
         + stats.rejected
         + stats.deduplicated
         + stats.dropped
+        + stats.filtered
         + stats.undelivered
         + stats.spooled
         + stats.pending
@@ -64,9 +65,17 @@ def _balanced(stats: ExporterStats) -> bool:
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(steps=st.lists(STEP, min_size=1, max_size=12), spool=st.booleans())
+@given(
+    steps=st.lists(STEP, min_size=1, max_size=12),
+    spool=st.booleans(),
+    drop_user_b=st.booleans(),
+)
 def test_every_call_is_counted_once(
-    server: CaptureServer, tmp_path: Path, steps: list[tuple[str, Any]], spool: bool
+    server: CaptureServer,
+    tmp_path: Path,
+    steps: list[tuple[str, Any]],
+    spool: bool,
+    drop_user_b: bool,
 ) -> None:
     """Random exports, answers, waits and flushes keep the books balanced at every step."""
     server.reset()  # the server fixture lives across examples
@@ -77,6 +86,7 @@ def test_every_call_is_counted_once(
         clock=clock,
         timeout=2,
         spool_dir=tmp_path / f"spool-{id(steps)}" if spool else False,
+        before_send=(lambda call: None if call.user_id == "b" else call) if drop_user_b else None,
     )
     try:
         for kind, value in steps:

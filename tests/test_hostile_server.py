@@ -67,8 +67,8 @@ def events(*names: str, user: str = "u") -> list[Any]:
 def balanced(exporter: BucketSpanExporter) -> bool:
     """Every call is counted in exactly one place."""
     s = exporter.stats
-    settled = s.delivered + s.rejected + s.deduplicated + s.dropped + s.undelivered + s.pending
-    return s.calls + s.unspooled == settled + s.spooled
+    settled = s.delivered + s.rejected + s.deduplicated + s.dropped + s.filtered + s.pending
+    return s.calls + s.unspooled == settled + s.undelivered + s.spooled
 
 
 # -- 1. no retry storm ----------------------------------------------------------------------------
