@@ -22,19 +22,16 @@ the best of each is kept, as timeit does. The "Bucket" server runs in its own pr
 from __future__ import annotations
 
 import gzip
-import json
-import multiprocessing
 import os
 import re
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import requests
+from delivery import LoopbackServer  # this folder is first on sys.path
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -50,42 +47,8 @@ ROUNDS = 3
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def _serve(ready: Any) -> None:
-    counts = {"calls": 0}
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-        def _answer(self, body: bytes) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            counts["calls"] += 1  # an int update under the GIL: good enough for a counter
-            self._answer(b'{"success":true}')
-
-        def do_GET(self) -> None:
-            self._answer(json.dumps(counts).encode())
-
-    class Server(ThreadingHTTPServer):
-        daemon_threads = True
-        request_queue_size = 128
-
-    server = Server(("127.0.0.1", 0), Handler)
-    ready.send(server.server_address[1])
-    server.serve_forever()
-
-
 def _calls(url: str) -> int:
-    return int(requests.get(url, timeout=10).json()["calls"])
+    return sum(requests.get(url + "/counts", timeout=10).json().values())
 
 
 def make_spans(round_: int) -> list[ReadableSpan]:
@@ -189,10 +152,8 @@ def compare(url: str, offline: bool) -> None:
 
 
 def main() -> None:
-    receive, send = multiprocessing.Pipe(duplex=False)
-    server = multiprocessing.Process(target=_serve, args=(send,), daemon=True)
-    server.start()
-    url = f"http://127.0.0.1:{receive.recv()}"
+    server = LoopbackServer(0.0)  # delivery.py's: a ThreadingHTTPServer in its own process
+    url = server.url
     print(
         f"{os.cpu_count()} CPUs; {SPANS} event spans, {USERS} users and companies, batches of "
         f"{BATCH}; {SPANS + 2 * USERS} calls per run"
@@ -201,7 +162,7 @@ def main() -> None:
     compare(url, offline=False)
     print("offline (mapping and deduplication only, nothing sent):")
     compare(url, offline=True)
-    server.terminate()
+    server.close()
 
 
 if __name__ == "__main__":
