@@ -126,7 +126,7 @@ def test_a_dripping_answer_cannot_stretch_an_export(
     """An answer sent one byte at a time is cut at the export's deadline: the export ends and
     the connection is closed on the server. A 2xx whose body drips counts as delivered; headers
     that drip leave the call waiting for a retry."""
-    drip = Act(drip=0.05, body=b" " * 200, drip_body=True) if where == "body" else Act(drip=0.5)
+    drip = Act(drip=0.05, body=b" " * 200, drip_body=True) if where == "body" else Act(drip=0.2)
     hostile.behaviour = lambda r: drip
     exporter = build(made, hostile.url, timeout=0.5)
     started = time.monotonic()
@@ -145,7 +145,7 @@ def test_force_flush_returns_while_the_endpoint_drips(
     hostile: HostileServer, made: list[BucketSpanExporter]
 ) -> None:
     """force_flush(1000) returns within its budget even when every answer drips."""
-    hostile.behaviour = lambda r: Act(drip=0.5)
+    hostile.behaviour = lambda r: Act(drip=0.2)
     exporter = build(made, hostile.url, timeout=0.5)
     exporter.export(make_spans({"enduser.id": "u"}))
     started = time.monotonic()
@@ -187,7 +187,7 @@ EXIT_SCRIPT = textwrap.dedent(
 @pytest.mark.slow
 def test_exit_against_a_dripping_endpoint_is_bounded_and_counted(hostile: HostileServer) -> None:
     """A process exiting while the endpoint drips exits promptly and logs every lost call."""
-    hostile.behaviour = lambda r: Act(drip=0.5)
+    hostile.behaviour = lambda r: Act(drip=0.2)
     proc = subprocess.run(
         [sys.executable, "-c", EXIT_SCRIPT, hostile.url, "11"],
         cwd=ROOT,
