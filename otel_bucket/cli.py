@@ -148,7 +148,7 @@ def _build_parser() -> _Parser:
     )
     spool.set_defaults(run=_run_spool)
 
-    from otel_bucket._bridge_cli import add_bridge_command
+    from otel_bucket._cli.bridge import add_bridge_command
 
     add_bridge_command(commands)
     return parser

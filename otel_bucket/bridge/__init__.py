@@ -9,7 +9,7 @@ phases, retries and backlog as in a Python process.
 from otel_bucket.bridge import Bridge
 
 with Bridge(port=0) as bridge:  # exporter from BUCKET_TRACKING_KEY / BUCKET_ENDPOINT
-    print(bridge.url)           # point OTLP clients at it
+    endpoint = bridge.url       # point OTLP clients at it
 ```
 
 Needs the ``bridge`` extra: ``pip install "otel-bucket[bridge]"``.

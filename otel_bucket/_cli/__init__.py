@@ -1,0 +1,1 @@
+"""Subcommands of the ``otel-bucket`` command that live apart from ``cli.py``."""
