@@ -91,10 +91,5 @@ class Backlog:
             over = max(len(self._items) - self._limit, 0)
             return [self._items.popleft() for _ in range(over)]
 
-    def earliest(self) -> float | None:
-        """The earliest time a waiting call may be tried again, or None when none waits."""
-        with self._lock:
-            return min((item.not_before for item in self._items), default=None)
-
     def __len__(self) -> int:
         return len(self._items)

@@ -47,16 +47,15 @@ class ExporterSpool:
         if overflow:
             self._keep_for_later(overflow, "the backlog of undelivered calls is full")
 
-    def _keep_for_later(self, items: Sequence[Pending], why: str) -> int:
+    def _keep_for_later(self, items: Sequence[Pending], why: str) -> None:
         """Write calls this process will not send to the spool; count (and report) the rest as
-        lost. Return how many were lost."""
+        lost."""
         stored = self._spooling.keep(items)
         lost = len(items) - stored
         self._stats.add(spooled=stored, undelivered=lost)
         self._metrics.kept(items, stored)
         if lost:
             self._report.lost(lost, why)
-        return lost
 
     def _spool_leftovers(self, leftover: Sequence[Pending]) -> int:
         """At shutdown: spool what is left (one warning); return how many calls are lost,

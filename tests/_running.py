@@ -6,6 +6,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -125,6 +126,14 @@ class Running:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+
+
+def free_port() -> int:
+    """A port free now on 127.0.0.1: nobody listens on it, so connections are refused (until a
+    server starts there)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def python(*args: str) -> list[str]:

@@ -10,6 +10,8 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from otel_bucket import ExporterStats
+
 
 def make_spans(*attribute_sets: Mapping[str, Any], start: int | None = None) -> list[ReadableSpan]:
     """One finished span per attribute set, started in order (or all at ``start`` ns)."""
@@ -51,3 +53,19 @@ def payloads(spans: Sequence[ReadableSpan]) -> list[tuple[str, dict[str, Any]]]:
 
     plan = plan_calls(spans)
     return [(c.method, c.payload) for phase in plan.phases for c in phase]
+
+
+def balanced(stats: ExporterStats) -> bool:
+    """Every call is counted in exactly one place: ``calls + unspooled == delivered + rejected
+    + deduplicated + dropped + filtered + undelivered + spooled + pending``."""
+    settled = (
+        stats.delivered
+        + stats.rejected
+        + stats.deduplicated
+        + stats.dropped
+        + stats.filtered
+        + stats.undelivered
+        + stats.spooled
+        + stats.pending
+    )
+    return stats.calls + stats.unspooled == settled

@@ -10,9 +10,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from otel_bucket import BucketSpanExporter, ExporterStats
+from otel_bucket import BucketSpanExporter
 from tests._capture import CaptureServer, Reply
-from tests._spans import FakeClock, make_spans
+from tests._spans import FakeClock, balanced, make_spans
 
 REPLIES = st.sampled_from(
     [
@@ -43,21 +43,6 @@ STEP = st.one_of(
     st.tuples(st.just("wait"), st.sampled_from([0.5, 3.0, 61.0])),
     st.tuples(st.just("flush"), st.none()),
 )
-
-
-def _balanced(stats: ExporterStats) -> bool:
-    inputs = stats.calls + stats.unspooled
-    settled = (
-        stats.delivered
-        + stats.rejected
-        + stats.deduplicated
-        + stats.dropped
-        + stats.filtered
-        + stats.undelivered
-        + stats.spooled
-        + stats.pending
-    )
-    return inputs == settled
 
 
 @settings(
@@ -98,9 +83,9 @@ def test_every_call_is_counted_once(
                 clock.advance(value)
             else:
                 exporter.force_flush()
-            assert _balanced(exporter.stats), (kind, exporter.stats)
+            assert balanced(exporter.stats), (kind, exporter.stats)
     finally:
         exporter.shutdown()
     stats = exporter.stats
-    assert _balanced(stats), stats
+    assert balanced(stats), stats
     assert stats.pending == 0

@@ -20,6 +20,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from otel_bucket import BucketSpanExporter
 from otel_bucket.bridge import Bridge, BridgeError
 from tests._capture import CaptureServer, Reply
+from tests._running import free_port
 from tests._spans import make_spans, payloads
 
 KEY = "bridge-test-key"
@@ -312,16 +313,10 @@ def test_full_queue_is_503_with_retry_after(server: CaptureServer) -> None:
     assert bridge.stats()["refused"] == {"503": 1}
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_503_when_the_exporters_backlog_is_nearly_full() -> None:
     """With Bucket unreachable, undelivered calls fill the exporter's backlog; from 90 % of it
     on the bridge answers 503 (Retry-After 10) instead of letting the backlog overflow."""
-    exporter = BucketSpanExporter(KEY, endpoint=f"http://127.0.0.1:{closed_port()}", timeout=1)
+    exporter = BucketSpanExporter(KEY, endpoint=f"http://127.0.0.1:{free_port()}", timeout=1)
     with Bridge(exporter, port=0, backlog_limit=20) as bridge:
         users = [{"enduser.id": f"u{i}", "bucket.event": "E"} for i in range(9)]
         assert post(bridge, otlp(*users)).status_code == 200

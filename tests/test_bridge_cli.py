@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import socket
 import textwrap
 import threading
-from collections.abc import Iterator
 
 import pytest
 import requests
@@ -17,14 +15,6 @@ from tests._running import Running, child_env, python, run
 from tests._spans import make_spans
 
 KEY = "cli-secret-tracking-key"
-
-
-@pytest.fixture
-def taken_port() -> Iterator[int]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        yield sock.getsockname()[1]
 
 
 def test_help_names_every_option(capsys: pytest.CaptureFixture[str]) -> None:

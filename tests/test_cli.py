@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,15 +12,6 @@ import requests
 from otel_bucket import __version__
 from otel_bucket.cli import main
 from tests._running import Running, child_env, python, run
-
-
-@pytest.fixture
-def taken_port() -> Iterator[int]:
-    """A port on 127.0.0.1 that something else is listening on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        yield sock.getsockname()[1]
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

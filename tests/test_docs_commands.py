@@ -24,7 +24,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import socket
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ import pytest
 import requests
 
 from tests._capture import CaptureServer
-from tests._running import ROOT, Running, child_env, run
+from tests._running import ROOT, Running, child_env, free_port, run
 
 pytestmark = pytest.mark.slow
 
@@ -193,12 +192,6 @@ def sessions() -> Iterator[tuple[str, list[list[Command]]]]:
 
 
 SESSIONS = list(sessions())
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _assignments(text: str) -> tuple[str, str]:

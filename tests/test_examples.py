@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ import requests
 
 from otel_bucket.devserver import Call, DevServer
 from tests._capture import CaptureServer
-from tests._running import ROOT, Running, child_env, python, run
+from tests._running import ROOT, Running, child_env, free_port, python, run
 
 EXAMPLES = ROOT / "examples"
 
@@ -204,13 +203,6 @@ def test_instrumented_app_beside_otlp(
         ("user", "7", "", ""),
         ("user", "8", "", ""),
     ]
-
-
-def free_port() -> int:
-    """A port free now on 127.0.0.1 (for servers that cannot report the one they bound)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.mark.parametrize("instrumented", [True, False], ids=["instrumented", "plain"])

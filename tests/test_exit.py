@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests._running import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 
 SCRIPT = textwrap.dedent(
@@ -44,10 +46,7 @@ def silent_endpoint() -> Iterator[str]:
 @pytest.fixture
 def refused_endpoint() -> str:
     """A loopback port nobody listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 @pytest.mark.parametrize("kind", ["silent_endpoint", "refused_endpoint"])

@@ -6,7 +6,6 @@ import email.utils
 import json
 import logging
 import os
-import socket
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -21,6 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from otel_bucket import BucketSpanExporter, __version__
 from otel_bucket._schema import validate_call
 from tests._capture import CaptureServer, Reply
+from tests._running import free_port
 from tests._spans import FakeClock, make_spans
 
 KEY = "trKEY-s3cr3t-0123456789"
@@ -53,12 +53,6 @@ def make(server: CaptureServer, clock: FakeClock) -> Iterator[Any]:
     yield build
     for exporter in made:
         exporter.shutdown()
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_calls_go_to_key_and_method_with_json_and_user_agent(
@@ -276,7 +270,7 @@ def test_connection_refused_is_undelivered_and_key_never_logged(
     make: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A refused connection ends undelivered; no log record, at any level, holds the key."""
-    exporter = make(endpoint=f"http://127.0.0.1:{_closed_port()}", timeout=3)
+    exporter = make(endpoint=f"http://127.0.0.1:{free_port()}", timeout=3)
     with caplog.at_level(logging.DEBUG):
         result = exporter.export(make_spans(FULL))
     assert result is SpanExportResult.FAILURE

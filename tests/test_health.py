@@ -10,6 +10,7 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 
 from otel_bucket import BucketSpanExporter
 from tests._capture import CaptureServer, Reply
+from tests._running import free_port
 from tests._spans import FakeClock, make_spans
 
 
@@ -22,9 +23,7 @@ def clock() -> FakeClock:
 @pytest.fixture
 def port() -> int:
     """A loopback port nobody listens on (yet): connections are refused."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_port()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import gc
 import logging
 import os
 import re
-import socket
 import subprocess
 import sys
 import textwrap
@@ -25,8 +24,8 @@ from otel_bucket import BucketSpanExporter
 from otel_bucket._delivery import MAX_OWN_FAILURES
 from otel_bucket.devserver import DevServer
 from tests._hostile import Act, HostileServer
-from tests._running import ROOT, child_env
-from tests._spans import FakeClock, make_spans
+from tests._running import ROOT, child_env, free_port
+from tests._spans import FakeClock, balanced, make_spans
 
 KEY = "trHOSTILE-key-42"
 
@@ -62,13 +61,6 @@ def build(made: list[BucketSpanExporter], url: str, **options: Any) -> BucketSpa
 
 def events(*names: str, user: str = "u") -> list[Any]:
     return make_spans(*[{"enduser.id": user, "bucket.event": name} for name in names])
-
-
-def balanced(exporter: BucketSpanExporter) -> bool:
-    """Every call is counted in exactly one place."""
-    s = exporter.stats
-    settled = s.delivered + s.rejected + s.deduplicated + s.dropped + s.filtered + s.pending
-    return s.calls + s.unspooled == settled + s.undelivered + s.spooled
 
 
 # -- 1. no retry storm ----------------------------------------------------------------------------
@@ -113,7 +105,7 @@ def test_retry_after_is_remembered_across_exports(
     assert exporter.pending == 211  # 210 events and their user
     clock.advance(3600)
     assert exporter.force_flush()
-    assert exporter.stats.delivered == 211 and balanced(exporter)
+    assert exporter.stats.delivered == 211 and balanced(exporter.stats)
 
 
 # -- 2. a real deadline ---------------------------------------------------------------------------
@@ -219,7 +211,7 @@ def test_old_failing_calls_do_not_starve_fresh_ones(
         fresh_sent += 20
     delivered = [r for r in hostile.requests if b'"fresh' in r.body]
     assert len({r.body for r in delivered}) == fresh_sent
-    assert balanced(exporter)
+    assert balanced(exporter.stats)
 
 
 def test_a_call_that_keeps_failing_alone_is_given_up_and_counted(
@@ -243,7 +235,7 @@ def test_a_call_that_keeps_failing_alone_is_given_up_and_counted(
     assert stats.undelivered == 1 and stats.pending == 0
     assert len({r.body for r in hostile.requests if b'"ok-' in r.body}) == 40
     assert "HTTP 500: boom" in caplog.text and "lost 1 call" in caplog.text
-    assert balanced(exporter)
+    assert balanced(exporter.stats)
 
 
 def test_every_second_call_failing_still_delivers_everything(
@@ -285,9 +277,7 @@ def test_a_slow_endpoint_is_seen_as_recovered(
 ) -> None:
     """Once down, a probe answered after 2.2 s (timeout 4) brings the endpoint back: the probe
     may take as long as an export."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     exporter = build(made, f"http://127.0.0.1:{port}", clock=clock, timeout=4)
     exporter.export(make_spans({"enduser.id": "a"}))  # refused: down
     slow = HostileServer(lambda r: Act(delay=2.2), port=port)
@@ -328,7 +318,7 @@ def test_exports_after_shutdown_are_counted_and_reported(
     exporter.shutdown()
     with caplog.at_level(logging.ERROR, logger="otel_bucket"):
         assert exporter.export(events("late")) is SpanExportResult.FAILURE
-    assert exporter.stats.undelivered == 2 and balanced(exporter)
+    assert exporter.stats.undelivered == 2 and balanced(exporter.stats)
     assert "lost 2 call(s)" in caplog.text
     assert hostile.requests == []
 
@@ -346,7 +336,7 @@ def test_losses_at_shutdown_match_the_logs(
         exporter.shutdown()
     lost = sum(int(n) for n in re.findall(r"lost (\d+) call", caplog.text))
     stats = exporter.stats
-    assert stats.pending == 0 and balanced(exporter)
+    assert stats.pending == 0 and balanced(exporter.stats)
     assert lost == stats.undelivered == stats.calls - stats.delivered
 
 

@@ -27,7 +27,7 @@ from otel_bucket import (
 from otel_bucket._install import _installed
 from tests._capture import CaptureServer, Reply
 from tests._group import Group, wait_for_events
-from tests._running import child_env, python, run
+from tests._running import child_env, free_port, python, run
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
@@ -332,12 +332,7 @@ def test_install_in_a_thread_leaves_signals_alone_and_install_rearms(
 
 def test_loss_at_sigterm_is_one_error_line_with_the_count() -> None:
     """Endpoint refused: the process still dies of SIGTERM, and the loss is one error line."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = child_env(BUCKET_ENDPOINT=f"http://127.0.0.1:{port}", BUCKET_TRACKING_KEY="k")
+    env = child_env(BUCKET_ENDPOINT=f"http://127.0.0.1:{free_port()}", BUCKET_TRACKING_KEY="k")
     proc = Group(python(*FEATURES, "plain", "5"), env=dict(env, BUCKET_TIMEOUT="1"))
     try:
         proc.expect(r"^made 5$")

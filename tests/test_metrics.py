@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import textwrap
 import threading
 from collections import Counter
@@ -30,7 +29,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from otel_bucket import BucketCall, BucketSpanExporter, BucketSpanProcessor, feature, install
 from otel_bucket._metrics import OUTCOMES
 from tests._capture import CaptureServer, Reply
-from tests._running import child_env, python, run
+from tests._running import child_env, free_port, python, run
 from tests._spans import FakeClock, make_spans
 
 KEY = "trMETRICS-key"
@@ -133,12 +132,6 @@ def make(
         exporter.shutdown()
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 # -- counts match stats -----------------------------------------------------------------------
 
 
@@ -191,7 +184,7 @@ def test_a_dead_endpoint_counts_pending_then_spooled_or_undelivered(
     """Calls that cannot be delivered wait (the backlog size says how many); at shutdown they
     are spooled when a spool is on, else counted undelivered; failed exports carry
     error.type."""
-    dead = f"http://127.0.0.1:{_closed_port()}"
+    dead = f"http://127.0.0.1:{free_port()}"
     lost = make(endpoint=dead, timeout=1)
     assert lost.export(make_spans(FULL)) is SpanExportResult.FAILURE
     assert metrics.value("otel_bucket.backlog.size") == 3 == lost.pending

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import re
-import socket
 import sqlite3
 import textwrap
 from collections import Counter
@@ -19,7 +18,7 @@ from otel_bucket import BucketSpanExporter
 from otel_bucket._spool_config import list_spools
 from otel_bucket._spool_info import read_spool
 from tests._capture import CaptureServer
-from tests._running import Running, child_env, python, run
+from tests._running import Running, child_env, free_port, python, run
 from tests._spans import make_spans
 
 KEY = "trSPOOL-e2e"
@@ -58,9 +57,7 @@ DRAINER = textwrap.dedent(
 @pytest.fixture
 def port() -> int:
     """A loopback port nobody listens on until ``server`` starts there."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_port()
 
 
 @pytest.fixture

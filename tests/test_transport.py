@@ -4,7 +4,6 @@ warning names (connection refused, TLS error, HTTP status with the body)."""
 from __future__ import annotations
 
 import logging
-import socket
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 
 from otel_bucket import BucketSpanExporter
 from tests._capture import CaptureServer, Reply
+from tests._running import free_port
 from tests._spans import make_spans
 
 KEY = "trTRANSPORT-key"
@@ -84,11 +84,8 @@ def test_tls_against_a_plain_http_port_names_the_cause(
 
 def test_connection_refused_names_the_cause(caplog: pytest.LogCaptureFixture) -> None:
     """A refused connection is reported as such."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     with caplog.at_level(logging.WARNING, logger="otel_bucket"):
-        _export(BucketSpanExporter(KEY, endpoint=f"http://127.0.0.1:{port}", timeout=2))
+        _export(BucketSpanExporter(KEY, endpoint=f"http://127.0.0.1:{free_port()}", timeout=2))
     assert "connection refused" in caplog.text
 
 
