@@ -200,7 +200,7 @@ def resolve_settings(
         endpoint=_resolve_endpoint(endpoint),
         timeout=resolve("timeout", timeout, "BUCKET_TIMEOUT", _timeout, 10.0),
         max_concurrency=resolve(
-            "max_concurrency", max_concurrency, "BUCKET_MAX_CONCURRENCY", parse_count, 8
+            "max_concurrency", max_concurrency, "BUCKET_MAX_CONCURRENCY", parse_count, 128
         ),
         dedupe_window=resolve(
             "dedupe_window", dedupe_window, "BUCKET_DEDUPE_WINDOW", _number, 60.0

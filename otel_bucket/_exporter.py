@@ -1,10 +1,14 @@
-"""``BucketSpanExporter``: spans in, ``user``/``company``/``event`` calls out (contract 2-4)."""
+"""``BucketSpanExporter``: spans in, ``user``/``company``/``event`` calls out (contract 2-4).
+
+Spans are mapped to calls and queued (``_dispatch``); senders post them from the moment they are
+queued, each call as soon as it may go. ``export`` waits for its own calls' fates (within
+``timeout``); the processor's ``submit`` does not wait at all.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-import random
 import threading
 import weakref
 from collections.abc import Sequence
@@ -16,29 +20,29 @@ from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from otel_bucket._backlog import Backlog, Pending, merge_pending
 from otel_bucket._clock import Clock, SystemClock
 from otel_bucket._config import Settings, resolve_settings
 from otel_bucket._dedupe import Deduper
-from otel_bucket._delivery import Outcomes, Pace, Phase, interleave
-from otel_bucket._exporter_spool import ExporterSpool
+from otel_bucket._dispatch import Dispatcher
+from otel_bucket._exporter_books import ExporterBooks
 from otel_bucket._filter import BeforeSend, BeforeSendFilter, check_before_send
 from otel_bucket._fork import after_fork_in_child
 from otel_bucket._gate import Gate
-from otel_bucket._mapping import plan_calls
+from otel_bucket._mapping import merge_calls, plan_calls
 from otel_bucket._metrics import Recorder, check_meter_provider
-from otel_bucket._pool import WorkerPool, suppressed_instrumentation
+from otel_bucket._pending import Pending, Ticket
 from otel_bucket._redact import forget_secret, redact, register_secret
 from otel_bucket._report import Reporter
 from otel_bucket._spooling import Spooling
 from otel_bucket._stats import ExporterStats, StatsCounter
+from otel_bucket._threads import suppressed_instrumentation
 from otel_bucket._transport import NoTransport, SessionTransport, Transport, make_transport
 
-__all__ = ["BucketSpanExporter"]
+__all__ = ["MEMORY_LIMIT", "BucketSpanExporter"]
 
 _log = logging.getLogger(__name__)
 
-_PHASES = ("user", "company", "event")  # users exist before companies name them, both before events
+MEMORY_LIMIT = 32_768  # calls held in memory at most; beyond, the oldest go to the spool
 
 try:
     _VERSION = version("otel-bucket")
@@ -46,21 +50,24 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     _VERSION = "0"
 
 
-def _release(pool: WorkerPool, transport: Transport, key: str) -> None:
+def _release(dispatcher: Dispatcher, transport: Transport, key: str) -> None:
     """Free what an exporter holds: at shutdown, or when it is dropped without one."""
-    pool.close()
+    dispatcher.close()
     transport.close()
     forget_secret(key)
 
 
-class BucketSpanExporter(ExporterSpool, SpanExporter):
+class BucketSpanExporter(ExporterBooks, SpanExporter):
     """Sends the Bucket-relevant content of spans to the Bucket Tracking API.
 
     Args:
         tracking_key: the app's tracking key (else ``BUCKET_TRACKING_KEY``).
         endpoint: the API's base URL (else ``BUCKET_ENDPOINT``, else https://tracking.bucket.co).
-        timeout: seconds one whole export may take, retries included (else ``BUCKET_TIMEOUT``, 10).
-        max_concurrency: calls in flight at once (else ``BUCKET_MAX_CONCURRENCY``, 8).
+        timeout: seconds one attempt may take, and the longest ``export`` waits for its calls
+            and the drain at shutdown takes (else ``BUCKET_TIMEOUT``, 10).
+        max_concurrency: calls in flight at once at most (else ``BUCKET_MAX_CONCURRENCY``,
+            128); within it, how many are in flight follows the endpoint's latency, the
+            arrival rate and its signs of overload.
         dedupe_window: seconds a delivered user/company call suppresses identical ones
             (else ``BUCKET_DEDUPE_WINDOW``, 60; 0 turns it off).
         dedupe_size: how many delivered calls that memory holds (10,000; least recent forgotten).
@@ -76,7 +83,8 @@ class BucketSpanExporter(ExporterSpool, SpanExporter):
             or None to drop it (counted in ``stats.filtered``).
         meter_provider: where otel-bucket's own metrics go (else the global ``MeterProvider``,
             even one set later; none set: they cost nothing).
-        clock: the time source; for tests.
+        clock: the time source, for tests: with one, calls are sent only while ``export``,
+            ``force_flush`` or ``shutdown`` runs, and only that thread moves time on.
     """
 
     def __init__(
@@ -114,22 +122,18 @@ class BucketSpanExporter(ExporterSpool, SpanExporter):
             spool_max_age=spool_max_age,
         )
         self._clock: Clock = clock or SystemClock()
-        self._stop = threading.Event()
+        self._background = clock is None
         self._shut_down = False
-        self._phase: Phase | None = None
+        self._stopping = False
         self._user_session = session
-        self._rng = random.Random()
-        self._new_state()
         self._metrics = Recorder(self, meter_provider)
         register_secret(self._settings.tracking_key)
         self._spooling = Spooling(self._settings, self._clock.monotonic)
-        self._pool = WorkerPool(self._settings.max_concurrency)
         self._transport = self._new_transport()
-        self._finalizer = weakref.finalize(
-            self, _release, self._pool, self._transport, self._settings.tracking_key
-        )
-        self._finalizer.atexit = False  # at exit, the provider's shutdown drains first
+        self._new_state()
         after_fork_in_child(self, BucketSpanExporter._after_fork)
+        if self._spooling.may_hold_calls():  # left by an earlier process: send it now
+            self._dispatcher.wake()
 
     @property
     def settings(self) -> Settings:
@@ -143,12 +147,17 @@ class BucketSpanExporter(ExporterSpool, SpanExporter):
 
     @property
     def pending(self) -> int:
-        """How many calls are not settled yet: waiting for a retry, or being sent now."""
-        return len(self._backlog) + self._sending
+        """How many calls are not settled yet: waiting, blocked, in backoff, or being sent."""
+        return self._dispatcher.pending
+
+    @property
+    def memory_pending(self) -> int:
+        """Calls held in memory now (waiting or in flight); the spool is not counted."""
+        return self._dispatcher.pending
 
     def has_waiting_calls(self) -> bool:
-        """Whether calls wait in the backlog, or maybe in the spool, for a ``force_flush``."""
-        return bool(len(self._backlog)) or self._spooling.may_hold_calls()
+        """Whether calls wait in memory, or maybe in the spool, for a ``force_flush``."""
+        return bool(self.pending) or self._spooling.may_hold_calls()
 
     def __repr__(self) -> str:
         s = self._settings
@@ -160,11 +169,12 @@ class BucketSpanExporter(ExporterSpool, SpanExporter):
     # -- SpanExporter -------------------------------------------------------------------------
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        """Map, deduplicate and deliver; never raises."""
+        """Map, deduplicate, queue and wait (up to ``timeout``) for the calls' fates; never
+        raises. SUCCESS when every call was delivered or permanently rejected."""
         return self.export_within(spans, self._settings.timeout)
 
     def export_within(self, spans: Sequence[ReadableSpan], seconds: float) -> SpanExportResult:
-        """``export``, ending within ``seconds`` (at most ``timeout``); for a bounded drain."""
+        """``export``, waiting at most ``seconds`` (and at most ``timeout``)."""
         start = self._clock.monotonic()
         try:
             with suppressed_instrumentation():
@@ -177,63 +187,69 @@ class BucketSpanExporter(ExporterSpool, SpanExporter):
             _log.error("otel-bucket export failed: %s", self._redacted(exc))
             return SpanExportResult.FAILURE
 
-    def defer(self, spans: Sequence[ReadableSpan]) -> None:
-        """Map ``spans`` and keep their calls for a later attempt without sending now: for a
-        drain whose deadline is spent. Never raises."""
+    def submit(self, spans: Sequence[ReadableSpan]) -> None:
+        """Map and queue ``spans``' calls, and return at once: they are sent in the background
+        (what ``BucketSpanProcessor`` does). Never raises."""
+        start = self._clock.monotonic()
         try:
-            fresh = self._plan(spans)
-            if self._shut_down:
-                self._keep_for_later(fresh, "they were handed over after shutdown")
-            elif fresh:
-                self._keep(fresh)
+            with suppressed_instrumentation():
+                self._queue(self._plan(spans), None)
+            self._metrics.exported(self._clock.monotonic() - start, True)
+        except Exception as exc:
+            _log.error("otel-bucket export failed: %s", self._redacted(exc))
+
+    def defer(self, spans: Sequence[ReadableSpan]) -> None:
+        """Map ``spans`` and keep their calls (after shutdown: in the spool); for a drain whose
+        deadline is spent. Never raises."""
+        try:
+            self._queue(self._plan(spans), None)
         except Exception as exc:
             _log.error("otel-bucket could not keep spans: %s", self._redacted(exc))
 
     def shutdown(self) -> None:
-        """Stop: interrupt backoffs at once, give waiting calls one last attempt, refuse later
-        exports. Safe to call twice and concurrently with ``export``."""
+        """Stop: every waiting call gets one last attempt now (backoffs are cut short), then
+        what is left goes to the spool; later exports are refused. Safe to call twice and
+        concurrently with ``export``."""
         self.shutdown_within(self._settings.timeout)
 
     def shutdown_within(self, seconds: float) -> None:
-        """``shutdown``, spending at most about ``seconds`` on the last attempt."""
+        """``shutdown``, spending at most about ``seconds`` on the last attempts."""
         with self._lock:
             if self._shut_down:
                 return
             self._shut_down = True
-            phase = self._phase
-        self._stop.set()
-        if phase is not None:
-            phase.wake()
-        seconds = min(max(seconds, 0.0), self._settings.timeout)
-        deadline = self._clock.monotonic() + seconds
-        # A running export ends at once now (no more waiting): let it put back what it could
-        # not deliver before the last attempt.
-        got_lock = self._export_lock.acquire(timeout=seconds)
+            self._stopping = True
+        deadline = self._clock.monotonic() + min(max(seconds, 0.0), self._settings.timeout)
         try:
             with suppressed_instrumentation():
-                self._final_flush(deadline, got_lock)
+                self._final(deadline)
         except Exception as exc:  # never raise out of the provider's shutdown
             _log.error("otel-bucket shutdown failed: %s", self._redacted(exc))
         finally:
-            if got_lock:
-                self._export_lock.release()
             self._finalizer()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Retry the calls waiting in the backlog now; True when none is left waiting."""
+        """Send what waits now, in memory and in the spool (backoffs are kept); True when
+        nothing is left waiting."""
         if self._shut_down:
             return self.pending == 0
         seconds = min(self._settings.timeout, max(timeout_millis, 0) / 1000)
-        if not self._export_lock.acquire(timeout=seconds):
-            return False
         try:
             with suppressed_instrumentation():
-                self._send([], self._clock.monotonic() + seconds)
+                if self._spooling.may_hold_calls():
+                    self._spooling.look_now()
+                self._dispatcher.drive(self._nothing_waits, self._clock.monotonic() + seconds)
         except Exception as exc:
             _log.error("otel-bucket flush failed: %s", self._redacted(exc))
         finally:
-            self._export_lock.release()
-        return self.pending == 0
+            self._spooling.flush()
+        return self._nothing_waits()
+
+    def _nothing_waits(self) -> bool:
+        if self._dispatcher.pending or self._dispatcher.refilling:
+            return False
+        look = self._spooling.next_look()
+        return look is None or look > self._clock.monotonic()
 
     def _drain_spool(self) -> int:
         """Send what the spool holds now, batch after batch while that makes progress (for
@@ -254,7 +270,7 @@ class BucketSpanExporter(ExporterSpool, SpanExporter):
 
     def _plan(self, spans: Sequence[ReadableSpan]) -> list[Pending]:
         """Map, filter (``before_send``) and count; return the calls that are not duplicates
-        of recent deliveries."""
+        of recent deliveries (user and company calls first)."""
         plan = plan_calls(spans)
         if plan.dropped_events:
             self._report.events_without_user(plan.dropped_events)
@@ -271,116 +287,87 @@ class BucketSpanExporter(ExporterSpool, SpanExporter):
         self._metrics.planned(plan, kept, fresh)
         return fresh
 
-    def _export(self, spans: Sequence[ReadableSpan], seconds: float) -> SpanExportResult:
-        fresh = self._plan(spans)
+    def _queue(self, fresh: list[Pending], ticket: Ticket | None) -> bool:
+        """Hand ``fresh`` to the senders; False when they cannot be sent (offline, no valid
+        endpoint, shut down): then they are counted here."""
         if self._settings.offline or not self._settings.endpoint:
             for item in fresh:
                 _log.debug("offline: would send %s %s", item.method, item.call.payload)
             outcome = "dropped" if self._settings.offline else "undelivered"
-            self._stats.add(**{outcome: len(fresh)})
-            self._metrics.count(outcome, fresh)
+            self._count(outcome, fresh)
             if not self._settings.offline and fresh:
                 self._report.lost(len(fresh), "BUCKET_ENDPOINT is malformed")
-            return SpanExportResult.SUCCESS if self._settings.offline else SpanExportResult.FAILURE
-        with self._export_lock:
-            if self._shut_down:  # shutdown overtook us and has flushed already
-                self._keep_for_later(fresh, "they were exported after shutdown")
-                return SpanExportResult.FAILURE
-            left = self._send(fresh, self._clock.monotonic() + seconds)
-        return SpanExportResult.FAILURE if left else SpanExportResult.SUCCESS
+            return self._settings.offline
+        if self._shut_down:
+            self._spool(fresh, "they were handed over after shutdown")
+            return False
+        self._dispatcher.submit(fresh, ticket)
+        return True
 
-    def _send(self, fresh: list[Pending], deadline: float, *, last_chance: bool = False) -> int:
-        """Send what waits and ``fresh``, phase by phase; keep what may succeed later. Return
-        how many calls were not delivered (with ``last_chance``: how many are left over)."""
-        backlog = self._backlog.take()
-        old_ids = {id(item) for item in backlog}
-        everything = backlog + fresh
-        waiting, merged = merge_pending(everything)
-        due = [item for item in waiting if item.not_before < deadline]
-        self._stats.add(deduplicated=merged)
-        self._metrics.removed("deduplicated", everything, waiting)
-        self._keep([item for item in waiting if item.not_before >= deadline])
-        if not last_chance:
-            due += self._unspool(len(waiting), deadline)
-        self._sending = len(due)
-        kept = failed = 0
-        try:
-            for method in _PHASES:
-                items = [item for item in due if item.method == method]
-                old = [item for item in items if id(item) in old_ids or item.spool_id]
-                new = [item for item in items if id(item) not in old_ids and not item.spool_id]
-                outcomes = self._new_phase(interleave(old, new), deadline, last_chance).run(
-                    self._pool
-                )
-                self._settle_spooled(items, outcomes.kept)
-                self._keep([item for item in outcomes.kept if item.spool_id is None])
-                self._sending -= len(items)
-                kept += len(outcomes.kept)
-                failed += len(outcomes.kept) + len(outcomes.given_up) + len(outcomes.misdirected)
-                self._account(outcomes, items)
-        finally:
-            with self._lock:
-                self._phase = None
-            self._sending = 0
-        if kept and not last_chance:
-            self._report.not_delivered_yet(kept, len(self._backlog), self._gate.last_error)
-        return failed
-
-    def _new_phase(self, items: list[Pending], deadline: float, last_chance: bool) -> Phase:
-        phase = Phase(
-            items,
-            deadline=deadline,
-            transport=self._transport,
-            gate=self._gate,
-            pace=self._pace,
-            clock=self._clock,
-            stop=self._stop,
-            rng=self._rng,
-            last_chance=last_chance,
+    def _export(self, spans: Sequence[ReadableSpan], seconds: float) -> SpanExportResult:
+        fresh = self._plan(spans)
+        ticket = Ticket()
+        if not self._queue(fresh, ticket):
+            return SpanExportResult.FAILURE
+        if self._settings.offline:
+            return SpanExportResult.SUCCESS
+        deadline = self._clock.monotonic() + seconds
+        dispatcher = self._dispatcher
+        if self._background:
+            dispatcher.drive(lambda: ticket.open == 0, deadline)
+        else:  # no senders of their own: this export also sends what is due meanwhile
+            dispatcher.drive(lambda: ticket.open == 0 and dispatcher.quiet(), deadline)
+        self._spooling.flush()
+        return (
+            SpanExportResult.SUCCESS
+            if ticket.open == ticket.failed == 0
+            else (SpanExportResult.FAILURE)
         )
-        with self._lock:
-            self._phase = phase
-        if self._stop.is_set() and not last_chance:
-            phase.wake()
-        return phase
 
-    def _account(self, outcomes: Outcomes, items: list[Pending]) -> None:
-        delivered = {id(item) for item in outcomes.delivered}
-        for item in items:  # in the order the calls were made: the memory is least-recent-first
-            if id(item) in delivered:
-                self._dedupe.remember(item.call)
-        lost = len(outcomes.given_up) + len(outcomes.misdirected)
-        self._stats.add(
-            delivered=len(outcomes.delivered),
-            rejected=len(outcomes.rejected),
-            retried=outcomes.retries,
-            dropped=len(outcomes.unsendable),
-            undelivered=lost,
-        )
-        self._metrics.settled(outcomes, items)
-        if outcomes.rejected:
-            self._report.rejected(outcomes.rejected)
-        if outcomes.misdirected:
-            self._report.misdirected(outcomes.misdirected)
-        if outcomes.given_up:
-            self._report.given_up(outcomes.given_up)
-
-    def _final_flush(self, deadline: float, got_lock: bool) -> None:
-        """One attempt for every waiting call, unless the endpoint is known to be down; then one
-        error line with everything lost that was not reported yet."""
-        lost = 0
-        if got_lock:
-            if len(self._backlog) and self._settings.endpoint and not self._gate.is_down():
-                self._send([], deadline, last_chance=True)
-            # Failed again, or not tried (down, Retry-After): to the spool, or lost.
-            lost = self._spool_leftovers(self._backlog.take())
-        else:  # an export still runs past its deadline: what it holds is lost with the process
-            lost = self.pending
-            self._metrics.add("undelivered", lost)  # which methods is not known here
-        self._stats.add(undelivered=lost)
+    def _final(self, deadline: float) -> None:
+        """The last attempts, then the spool for what is left; one line for what was kept and
+        one error line for everything lost that no line reported yet."""
+        send = bool(self._settings.endpoint) and not self._gate.is_down()
+        self._left = []
+        left = self._dispatcher.drain(deadline, send=send)
+        failed, self._left = self._left, None
+        stored = self._spool_quietly(self._collapse(failed + left))
+        self._dispatcher.settled_left(len(left))
         self._spooling.close()
-        cause = self._gate.last_error or "no attempt could be made before the deadline"
-        self._report.final(lost, f"the endpoint did not take them ({cause})")
+        self._report.at_exit(
+            kept=stored,
+            lost=len(failed) + len(left) - stored,
+            failed=len(failed),
+            unsent=len(left),
+            cause=self._gate.last_error if failed or not send else "",
+            spool=str(self._settings.spool_dir) if stored else "",
+            latency=self._dispatcher.latency.mean,
+            spooled=self._stats.snapshot(0).spooled,
+        )
+
+    def _collapse(self, items: list[Pending]) -> list[Pending]:
+        """User and company calls for the same ids merged into the latest (counted as
+        deduplicated), as while they waited; events and spooled calls unchanged."""
+        items.sort(key=lambda item: item.seq)
+        latest: dict[tuple[str, ...], list[Pending]] = {}
+        for item in items:
+            if item.method != "event" and item.spool_id is None:
+                latest.setdefault(item.call.identity, []).append(item)
+        merged = [group for group in latest.values() if len(group) > 1]
+        if not merged:
+            return items
+        gone: set[int] = set()
+        for group in merged:
+            group[-1].replace_call(merge_calls([item.call for item in group])[0])
+            gone.update(id(item) for item in group[:-1])
+        self._count("deduplicated", [item for item in items if id(item) in gone])
+        return [item for item in items if id(item) not in gone]
+
+    def _spool_quietly(self, items: Sequence[Pending]) -> int:
+        stored = self._spooling.keep(items)
+        self._stats.add(spooled=stored, undelivered=len(items) - stored)
+        self._metrics.kept(items, stored)
+        return stored
 
     def _new_transport(self) -> Transport:
         s = self._settings
@@ -394,21 +381,31 @@ class BucketSpanExporter(ExporterSpool, SpanExporter):
         return make_transport(s.endpoint, s.tracking_key, headers, s.max_concurrency)
 
     def _new_state(self) -> None:
-        """Locks, counters and memories: fresh at construction and in a forked child."""
+        """Locks, counters, memories and the senders: fresh at construction and in a forked
+        child (the parent keeps, and sends, what it holds)."""
         clock = self._clock.monotonic
-        self._lock = threading.Lock()  # guards _shut_down and _phase
-        self._export_lock = threading.Lock()  # one delivery at a time; shutdown waits for it
-        self._phase = None
-        self._sending = 0
+        self._lock = threading.Lock()  # guards _shut_down
+        self._left = None
         self._stats: StatsCounter = StatsCounter()
         self._dedupe = Deduper(self._settings.dedupe_window, self._settings.dedupe_size, clock)
-        self._gate: Gate = Gate(clock, self._settings.max_concurrency)
-        self._pace = Pace(self._settings.max_concurrency)
-        self._backlog: Backlog = Backlog()
+        self._gate: Gate = Gate(clock)
         self._report: Reporter = Reporter(self._settings.endpoint, clock)
         self._filter = BeforeSendFilter(self._before_send, clock)
+        self._dispatcher = Dispatcher(
+            transport=self._transport,
+            gate=self._gate,
+            clock=self._clock,
+            books=weakref.proxy(self),  # the senders must not keep a dropped exporter alive
+            ceiling=self._settings.max_concurrency,
+            timeout=self._settings.timeout,
+            memory_limit=MEMORY_LIMIT,
+            background=self._background,
+        )
+        self._finalizer = weakref.finalize(
+            self, _release, self._dispatcher, self._transport, self._settings.tracking_key
+        )
+        self._finalizer.atexit = False  # at exit, the provider's shutdown drains first
 
     def _after_fork(self) -> None:
-        # The child starts its own history: the parent keeps (and retries) what it holds. The
-        # transport and the pool open their own connections and threads in the child.
+        self._finalizer.detach()
         self._new_state()

@@ -22,6 +22,8 @@ _FIRST_PROBE_DELAY = 2.0  # seconds after an unreachable endpoint was found down
 _MAX_PROBE_DELAY = 60.0
 _FAILING_PROBE_DELAY = 1.0  # an endpoint that answers, but only with errors
 _RECENT = 60.0  # seconds a delivery shows the endpoint works for other calls
+_TRIP = 8  # errors in a row (at least) that mean "failing"...
+_QUIET = 2.0  # ... when no answer in these seconds was anything but an error
 
 
 class Admission(enum.Enum):
@@ -37,16 +39,16 @@ class Admission(enum.Enum):
 class Gate:
     """Tracks the endpoint from the answers calls get; thread-safe."""
 
-    def __init__(self, clock: Callable[[], float], concurrency: int) -> None:
+    def __init__(self, clock: Callable[[], float]) -> None:
         self._clock = clock
         self._lock = threading.Lock()
-        self._trip = max(8, 2 * concurrency)  # retryable errors in a row that mean "failing"
         self._down = False
         self._probing = False
         self._delay = _FIRST_PROBE_DELAY
         self._next_probe = 0.0
         self._not_before = 0.0
-        self._failures = 0
+        self._failures = 0  # errors since the last answer that was not one
+        self._last_answer = float("-inf")  # when the endpoint last answered without an error
         self._last_delivery = float("-inf")
         self.last_error = ""  # the cause of the last attempt that failed
 
@@ -69,13 +71,29 @@ class Gate:
                 return Admission.PROBE, now
             return Admission.CLOSED, self._next_probe
 
+    def erring(self) -> bool:
+        """Whether the last answer was an error."""
+        return self._failures > 0
+
+    def delivers(self) -> bool:
+        """Whether the endpoint delivered a call lately: a call that fails meanwhile fails on
+        its own (an outage fails every call alike, and soon makes the endpoint down)."""
+        return self._clock() - self._last_delivery < _RECENT
+
+    def _failing(self, now: float, in_flight: int) -> bool:
+        """Whether the endpoint fails everything: at least ``_TRIP`` errors in a row (and
+        twice the calls in flight, whose answers come in any order), and none of the last
+        ``_QUIET`` seconds got an answer that was not an error. Calls that fail for their own
+        reasons among calls that get through do not make the endpoint down."""
+        return self._failures >= max(_TRIP, 2 * in_flight) and now - self._last_answer >= _QUIET
+
     def not_before(self) -> float:
         """When the endpoint may be called again at the earliest (0 when it may now)."""
         return self._not_before
 
-    def observe(self, answer: Answer, *, probe: bool) -> bool:
-        """Learn from one attempt's answer; True when a retryable failure is the call's own
-        (the endpoint delivered other calls lately), so it counts against that call."""
+    def observe(self, answer: Answer, *, probe: bool, in_flight: int = 0) -> None:
+        """Learn from one attempt's answer (``in_flight``: other calls in flight with it, whose
+        failures may come in a row by chance)."""
         kind = verdict(answer)
         with self._lock:
             now = self._clock()
@@ -83,14 +101,15 @@ class Gate:
                 self._probing = False
             if kind is not Verdict.RETRY:
                 self._failures = 0
+                self._last_answer = now
                 self._down = False
                 self._delay = _FIRST_PROBE_DELAY
                 if kind is Verdict.DELIVERED:
                     self._last_delivery = now
-                return False
-            self._failures += 1
+                return
             self.last_error = describe(answer)
             wait = retry_after_seconds(answer.retry_after)
+            self._failures += 1
             if wait is not None and wait >= BACKOFF_BASE:  # shorter: each call's backoff covers it
                 self._not_before = max(self._not_before, now + wait)
             if answer.unreachable:
@@ -98,11 +117,7 @@ class Gate:
                     self._delay = min(self._delay * 2, _MAX_PROBE_DELAY)
                 self._down = True
                 self._next_probe = now + self._delay
-                return False
-            if self._failures >= self._trip or (self._down and probe):
+                return
+            if self._failing(now, in_flight) or (self._down and probe):
                 self._down = True
                 self._next_probe = now + _FAILING_PROBE_DELAY
-            own_fault = (
-                answer.status != 429 and wait is None and now - self._last_delivery < _RECENT
-            )
-            return own_fault

@@ -25,7 +25,6 @@ from otel_bucket._decorator import tracer_version
 from otel_bucket._fork import after_fork_in_child
 
 if TYPE_CHECKING:
-    from otel_bucket._delivery import Outcomes
     from otel_bucket._filter import Filtered
     from otel_bucket._mapping import Plan
 
@@ -129,7 +128,7 @@ class _Instruments:
             "otel_bucket.backlog.size",
             [self._observe_backlog],
             unit="{call}",
-            description="Calls not settled yet: waiting in the backlog for a retry, or in flight",
+            description="Calls not settled yet: waiting in memory, in backoff, or in flight",
         )
         meter.create_observable_up_down_counter(
             "otel_bucket.queue.size",
@@ -253,16 +252,6 @@ class Recorder:
         """Calls taken from the spool; those identical to a recent delivery settled at once."""
         self.count("unspooled", items)
         self.removed("deduplicated", items, fresh)
-
-    def settled(self, outcomes: Outcomes, items: Sequence[_Counted]) -> None:
-        """How a phase's calls (all of one method) ended."""
-        self.count("delivered", outcomes.delivered)
-        self.count("rejected", outcomes.rejected)
-        self.count("dropped", outcomes.unsendable)
-        self.count("undelivered", outcomes.given_up)
-        self.count("undelivered", outcomes.misdirected)
-        if items:
-            self.add("retried", outcomes.retries, items[0].method)
 
     def kept(self, items: Sequence[_Counted], stored: int) -> None:
         """``items`` went to the spool; those beyond ``stored`` are lost."""

@@ -30,15 +30,15 @@ from otel_bucket._batching import BatchSettings, resolve_batch_settings
 from otel_bucket._exporter import BucketSpanExporter
 from otel_bucket._fork import after_fork_in_child
 from otel_bucket._lifecycle import drain_at_child_exit
-from otel_bucket._pool import refuse_process_signals
 from otel_bucket._sampling import is_relevant
+from otel_bucket._threads import refuse_process_signals
 
 __all__ = ["BatchSettings", "BucketSpanProcessor"]
 
 _log = logging.getLogger(__name__)
 
 _WARN_EVERY: Final = 60.0  # seconds between two "queue full" lines
-_GRACE: Final = 0.5  # seconds a final drain may overrun its deadline before the caller takes over
+_GRACE: Final = 1.0  # seconds a final drain may overrun its deadline before the caller takes over
 
 
 class _Request:
@@ -83,9 +83,8 @@ class BucketSpanProcessor(SpanProcessor):
         max_queue_size: spans held at most (``OTEL_BSP_MAX_QUEUE_SIZE``, default 16,384); when
             full, the oldest is dropped, counted in ``dropped_spans`` and logged as an error.
         schedule_delay_millis: when given (or ``OTEL_BSP_SCHEDULE_DELAY`` is set), the longest a
-            span waits for a batch to fill; by default spans are sent as soon as they are
-            queued and no export is running, and the worker wakes every 5,000 ms to retry
-            calls that are waiting.
+            span waits for a batch to fill; by default spans are handed to the exporter as
+            soon as they are queued (it sends their calls from its own threads).
         max_export_batch_size: spans per export (``OTEL_BSP_MAX_EXPORT_BATCH_SIZE``, 512).
         export_timeout_millis: how long shutdown spends draining the queue at most, the
             exporter's last attempt included (``OTEL_BSP_EXPORT_TIMEOUT``, 30,000).
@@ -254,9 +253,8 @@ class BucketSpanProcessor(SpanProcessor):
         while not self._finished:
             try:
                 first = wakeups.get(timeout=delay)
-                ticked = False
             except queue.Empty:
-                first, ticked = None, True
+                first = None
             self._signalled = False  # before reading the queue: a later span wakes us again
             requests: list[_Request] = []
             item = first
@@ -272,8 +270,6 @@ class BucketSpanProcessor(SpanProcessor):
                 self._serve(requests)
             elif self._queue:
                 self._export_queued(len(self._queue), None)
-            elif ticked:
-                self._retry_pending()
 
     def _serve(self, requests: list[_Request]) -> None:
         """Answer flush requests, or run the final drain; on the worker (or inline)."""
@@ -298,13 +294,6 @@ class BucketSpanProcessor(SpanProcessor):
         for request in requests:
             request.answer(complete and now <= request.deadline + _GRACE)
 
-    def _retry_pending(self) -> None:
-        # Calls an earlier export could not deliver would otherwise wait for the next span;
-        # on a quiet tick, send them (every export also sends them first).
-        bucket = self._bucket
-        if bucket is not None and bucket.has_waiting_calls():
-            bucket.force_flush(self._settings.export_timeout_millis)
-
     def _export_queued(self, count: int, deadline: float | None) -> bool:
         """Export up to ``count`` queued spans, oldest first; ``False`` if the deadline came
         first. Only ever one caller at a time (the worker, or an inline drain without one)."""
@@ -324,8 +313,8 @@ class BucketSpanProcessor(SpanProcessor):
                 break
             count -= len(batch)
             try:
-                if self._bucket is not None and remaining is not None:
-                    self._bucket.export_within(batch, remaining)
+                if self._bucket is not None:  # queued: its senders send, nothing waits here
+                    self._bucket.submit(batch)
                 else:
                     self._exporter.export(batch)
             except Exception:  # a faulty exporter must not kill the worker

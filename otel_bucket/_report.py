@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
-from otel_bucket._backlog import Pending
+from otel_bucket._pending import Pending
 from otel_bucket._redact import clean
 from otel_bucket._throttle import Throttle
 from otel_bucket._transport import Answer
@@ -40,6 +40,7 @@ class Reporter:
         self._key_rejected = Throttle(_EVERY, clock)
         self._misdirected = Throttle(_EVERY, clock)
         self._lost = Throttle(_EVERY, clock)
+        self._why_lost = ""  # the cause of the latest loss not reported in its own line
 
     def events_without_user(self, count: int) -> None:
         total = self._no_user.ready(count)
@@ -51,13 +52,16 @@ class Reporter:
             )
 
     def not_delivered_yet(self, count: int, waiting: int, cause: str) -> None:
+        """``count`` calls failed their first attempt (0: a retry failed, a chance to report
+        what the last minute held back); ``waiting`` calls are pending now."""
         total = self._not_yet.ready(count)
-        if total is not None:
+        if total:
             _log.warning(
-                "otel-bucket could not deliver %d call(s) to %s yet (%s); %d wait for a retry",
+                "otel-bucket could not deliver %d call(s) to %s yet (%s); %d call(s) wait to "
+                "be sent",
                 total,
                 self._endpoint,
-                cause,
+                cause or "unknown",
                 waiting,
             )
 
@@ -86,10 +90,13 @@ class Reporter:
                 )
 
     def misdirected(self, items: Sequence[Pending]) -> None:
+        last = items[-1].last
+        location = clean(last.location or "") if last else ""
+        why = f"answered with a redirect (HTTP {last.status if last else '3xx'} to {location!r})"
         total = self._misdirected.ready(len(items))
-        if total is not None:
-            last = items[-1].last
-            location = clean(last.location or "") if last else ""
+        if total is None:
+            self._why_lost = why
+        else:
             _log.error(
                 "otel-bucket lost %d call(s): %s answered with a redirect (HTTP %s to %r), which "
                 "is never followed; set BUCKET_ENDPOINT to the URL it should reach",
@@ -107,13 +114,61 @@ class Reporter:
         )
 
     def lost(self, count: int, why: str) -> None:
-        """Calls lost now; reported at most once a minute, the rest at ``final``."""
+        """Calls lost now; reported at most once a minute, the rest at ``at_exit``."""
         total = self._lost.ready(count)
-        if total is not None and total:
+        if total is None:
+            self._why_lost = why
+        elif total:
             _log.error("otel-bucket lost %d call(s) that could not be delivered: %s", total, why)
 
-    def final(self, count: int, why: str) -> None:
-        """At shutdown: one line with everything lost that no line reported yet."""
-        total = count + self._lost.flush() + self._misdirected.flush()
-        if total:
-            _log.error("otel-bucket lost %d call(s) that could not be delivered: %s", total, why)
+    def at_exit(
+        self,
+        *,
+        kept: int,
+        lost: int,
+        failed: int,
+        unsent: int,
+        cause: str,
+        spool: str,
+        latency: float | None,
+        spooled: int,
+    ) -> None:
+        """At shutdown: one line for the calls kept in the spool, one error line for every
+        call lost that no line reported yet; each names why they were not delivered.
+
+        Args:
+            kept, lost: calls left over that the spool took, and those it could not.
+            failed: those that failed their last attempt (with ``cause``).
+            unsent: those not sent: the endpoint was down (``cause`` set), or the drain's time
+                ran out first (the endpoint answering in ``latency`` seconds a call).
+            spooled: calls this exporter put in the spool in all (``kept`` included).
+        """
+        reasons = []
+        if failed:
+            reasons.append(f"{failed} failed their last attempt ({cause or 'unknown'})")
+        if unsent and cause and not failed:
+            reasons.append(f"{unsent} were not sent: the endpoint is down ({cause})")
+        elif unsent:
+            pace = f"; the endpoint took {latency:.2f} s a call" if latency else ""
+            reasons.append(f"{unsent} were not sent before the drain's time ran out{pace}")
+        why = "; ".join(reasons)
+        if kept:
+            before = f" ({spooled} in all since it started)" if spooled > kept else ""
+            _log.warning(
+                "otel-bucket kept %d undelivered call(s) in its spool (%s) for the next process "
+                "to send%s: %s",
+                kept,
+                spool,
+                before,
+                why,
+            )
+        earlier = self._lost.flush() + self._misdirected.flush()
+        if lost or earlier:
+            causes = [why] if lost else []
+            if earlier:
+                causes.append(f"{earlier} {self._why_lost}" if lost else self._why_lost)
+            _log.error(
+                "otel-bucket lost %d call(s) that could not be delivered: %s",
+                lost + earlier,
+                "; ".join(causes),
+            )

@@ -1,27 +1,31 @@
-"""The exporter's side of the durable spool: what goes in, what comes back out.
+"""The exporter's side of the durable spool: the queue's tier on disk.
 
-Calls go in when they would otherwise be lost: left over at shutdown, pushed out of a full
-backlog, handed over after shutdown. They come back out, a batch at a time, when an export finds
-the endpoint open: sent beside the backlog (oldest first, in the same phases and under the same
-retry rules), deleted once the API answered (2xx or a permanent 4xx), given back otherwise.
+Calls go in when this process will not send them: left over at shutdown, or beyond what memory
+holds. They come back out, a batch at a time, whenever the endpoint is open and memory has room
+(also while the process is otherwise idle): sent by the same senders as fresh calls, deleted once
+the API answered (2xx or a permanent 4xx), given back when an attempt fails. Deletions are
+batched: one transaction per batch of answers, not per call.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 
-from otel_bucket._backlog import Pending
 from otel_bucket._config import Settings
+from otel_bucket._fork import after_fork_in_child
+from otel_bucket._pending import Pending
 from otel_bucket._spool import DEFAULT_LEASE, Spool
 from otel_bucket._spool_config import spool_path
 
-__all__ = ["Spooling"]
+__all__ = ["CLAIM_BATCH", "Spooling"]
 
 _log = logging.getLogger(__name__)
 
-CLAIM_BATCH = 1000  # spooled calls taken per export at most
-_LOOK_AGAIN = 5.0  # seconds before looking again in a spool found empty
+CLAIM_BATCH = 500  # spooled calls taken at once at most
+_LOOK_AGAIN = 5.0  # seconds before looking again in a spool found empty, or after a failure
+_ACK_BATCH = 256  # answered calls gathered before they are deleted in one transaction
 
 
 class Spooling:
@@ -30,6 +34,10 @@ class Spooling:
     def __init__(self, settings: Settings, clock: Callable[[], float]) -> None:
         self._clock = clock
         self._next_look = 0.0
+        self._lock = threading.Lock()
+        self._done: list[int] = []  # answered: to delete
+        self._acking = threading.Lock()  # one deletion at a time
+        after_fork_in_child(self, Spooling._after_fork)
         self.spool: Spool | None = None
         if settings.spool_dir is not None and settings.endpoint:
             self.spool = Spool(
@@ -40,21 +48,40 @@ class Spooling:
                 endpoint=settings.endpoint,
             )
 
+    def _after_fork(self) -> None:
+        # The parent's answered calls are the parent's to delete; its threads' locks may be held.
+        self._lock = threading.Lock()
+        self._acking = threading.Lock()
+        self._done = []
+
     def keep(self, items: Sequence[Pending]) -> int:
-        """Write ``items`` to the spool; return how many were stored (the rest are lost)."""
-        if self.spool is None or not items:
+        """Put ``items`` into the spool (those taken from it go back); return how many it holds
+        now (the rest are lost)."""
+        spool = self.spool
+        if spool is None or not items:
             return 0
-        stored = self.spool.put([item.call for item in items])
-        if stored:
+        back = [item.spool_id for item in items if item.spool_id is not None]
+        new = [item.call for item in items if item.spool_id is None]
+        stored = spool.put(new) if new else 0
+        if back:  # they failed: not again at once
+            spool.release(back)
+            self._next_look = self._clock() + _LOOK_AGAIN
+        elif stored:
             self._next_look = 0.0
-        return stored
+        return stored + len(back)
+
+    def next_look(self) -> float | None:
+        """When to look in the spool again (None: there is no spool)."""
+        spool = self.spool
+        return None if spool is None or spool.disabled else self._next_look
 
     def claim(self) -> list[Pending]:
-        """Take a batch of spooled calls under a lease, oldest first (none when it is empty or
-        was found empty a moment ago)."""
-        if self.spool is None or self._clock() < self._next_look:
+        """Take a batch of spooled calls under a lease, oldest first (none when it is empty)."""
+        spool = self.spool
+        if spool is None or spool.disabled or not spool.path.exists():
+            self._next_look = self._clock() + _LOOK_AGAIN
             return []
-        taken = self.spool.claim(CLAIM_BATCH)
+        taken = spool.claim(CLAIM_BATCH)
         if len(taken) < CLAIM_BATCH:
             self._next_look = self._clock() + _LOOK_AGAIN
         items = []
@@ -64,17 +91,24 @@ class Spooling:
             items.append(item)
         return items
 
-    def settle(self, done: Sequence[Pending], undone: Sequence[Pending]) -> None:
-        """Delete the spooled calls that are ``done``; give ``undone`` back to the spool."""
-        if self.spool is None:
+    def done(self, item: Pending, *, now: bool = False) -> None:
+        """``item`` (from the spool) was answered: delete it, in a batch (``now``: at once)."""
+        if item.spool_id is None:
             return
-        finished = [item.spool_id for item in done if item.spool_id is not None]
-        if finished:
-            self.spool.ack(finished)
-        back = [item.spool_id for item in undone if item.spool_id is not None]
-        if back:
-            self.spool.release(back)
-            self._next_look = self._clock() + _LOOK_AGAIN
+        with self._lock:
+            self._done.append(item.spool_id)
+            if len(self._done) < _ACK_BATCH and not now:
+                return
+        self.flush()
+
+    def flush(self) -> None:
+        """Delete the answered calls gathered so far (when it returns, they are deleted, also
+        those another thread was deleting)."""
+        with self._acking:
+            with self._lock:
+                ids, self._done = self._done, []
+            if ids and self.spool is not None:
+                self.spool.ack(ids)
 
     def may_hold_calls(self) -> bool:
         """Cheaply: whether a look in the spool is due and could find calls (its file exists)."""
@@ -95,5 +129,6 @@ class Spooling:
         self._next_look = 0.0
 
     def close(self) -> None:
+        self.flush()
         if self.spool is not None:
             self.spool.close()

@@ -28,7 +28,7 @@ from requests.adapters import HTTPAdapter
 
 from otel_bucket._fork import after_fork_in_child
 from otel_bucket._redact import redact
-from otel_bucket._watchdog import watchdog
+from otel_bucket._watchdog import cut, watchdog
 
 __all__ = [
     "Answer",
@@ -58,12 +58,16 @@ class Answer:
     body: str = ""  # the first ``BODY_LIMIT`` bytes of a non-2xx answer
     error: str = ""  # why there was no answer: "connection refused", "TLS error: ...", ...
     unreachable: bool = False  # no answer because no connection could be made, or in time
+    timed_out: bool = False  # no answer in time (a sign of an overloaded endpoint)
 
 
 class Transport(Protocol):
     """Posts one call; ``seconds`` is the wall-clock budget of the whole attempt."""
 
     def post(self, method: str, body: bytes, seconds: float) -> Answer: ...
+
+    def cut(self) -> None:
+        """End every attempt in flight now (the process is ending)."""
 
     def close(self) -> None: ...
 
@@ -102,13 +106,21 @@ def make_transport(
 
 
 _HICCUPS = (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected)
+_TIMEOUTS = (socket.timeout, TimeoutError, requests.exceptions.Timeout)
 
 
 def failed(exc: BaseException, key: str, expired: bool = False) -> Answer:
     """The answer of an attempt that raised: why, and whether the endpoint looks unreachable
     (a connection closed or reset mid-way is a hiccup of a reachable server)."""
-    hiccup = any(isinstance(err, _HICCUPS) for err in _chain(exc))
-    return Answer(None, error=cause(exc, key, expired), unreachable=expired or not hiccup)
+    chain = _chain(exc)
+    hiccup = any(isinstance(err, _HICCUPS) for err in chain)
+    timed_out = expired or any(isinstance(err, _TIMEOUTS) for err in chain)
+    return Answer(
+        None,
+        error=cause(exc, key, expired),
+        unreachable=expired or not hiccup,
+        timed_out=timed_out,
+    )
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -245,6 +257,12 @@ class DirectTransport:
             body=data.decode("utf-8", "replace"),
         )
 
+    def cut(self) -> None:
+        with self._lock:
+            connections = list(self._connections)
+        for conn in connections:
+            cut(conn)
+
     def close(self) -> None:
         with self._lock:
             connections = list(self._connections)
@@ -301,6 +319,9 @@ class SessionTransport:
             body=data.decode("utf-8", "replace"),
         )
 
+    def cut(self) -> None:
+        pass  # requests hides its sockets: attempts end at their own deadline
+
     def close(self) -> None:
         if self._own:
             self.session.close()
@@ -311,6 +332,9 @@ class NoTransport:
 
     def post(self, method: str, body: bytes, seconds: float) -> Answer:
         return Answer(None, error="no valid endpoint", unreachable=True)
+
+    def cut(self) -> None:
+        pass
 
     def close(self) -> None:
         pass

@@ -19,9 +19,9 @@ import weakref
 from typing import Any
 
 from otel_bucket._fork import after_fork_in_child
-from otel_bucket._pool import refuse_process_signals
+from otel_bucket._threads import refuse_process_signals
 
-__all__ = ["Watchdog", "watchdog"]
+__all__ = ["Watchdog", "cut", "watchdog"]
 
 _log = logging.getLogger(__name__)
 
@@ -102,14 +102,15 @@ class Watchdog:
                     deadline, connection = armed
                     if deadline <= now:
                         slot.armed = None
-                        _cut(connection)
+                        cut(connection)
                     else:
                         earliest = min(earliest, deadline)
                 self._next_wake = earliest
                 self._cond.wait(None if earliest == math.inf else earliest - now)
 
 
-def _cut(connection: Any) -> None:
+def cut(connection: Any) -> None:
+    """Shut ``connection``'s socket: a read blocked on it returns at once."""
     sock = getattr(connection, "sock", None)
     if sock is None:
         return

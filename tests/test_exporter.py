@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otel_bucket import BucketSpanExporter, __version__
+from otel_bucket._queue import PATIENCE
 from otel_bucket._schema import validate_call
 from tests._capture import CaptureServer, Reply
 from tests._running import free_port
@@ -58,10 +59,12 @@ def make(server: CaptureServer, clock: FakeClock) -> Iterator[Any]:
 def test_calls_go_to_key_and_method_with_json_and_user_agent(
     server: CaptureServer, make: Any
 ) -> None:
-    """Each call is POST {endpoint}/{key}/{method}, JSON, with our User-Agent, in phase order."""
+    """Each call is POST {endpoint}/{key}/{method}, JSON, with our User-Agent; the event last."""
     result = make().export(make_spans(FULL))
     assert result is SpanExportResult.SUCCESS
-    assert [r.path for r in server.requests] == [f"/{KEY}/user", f"/{KEY}/company", f"/{KEY}/event"]
+    paths = [r.path for r in server.requests]
+    assert sorted(paths[:2]) == [f"/{KEY}/company", f"/{KEY}/user"]
+    assert paths[2] == f"/{KEY}/event"
     for request in server.requests:
         assert request.headers["Content-Type"] == "application/json"
         assert request.headers["User-Agent"] == f"otel-bucket/{__version__}"
@@ -76,21 +79,47 @@ def test_delivered_calls_are_counted(server: CaptureServer, make: Any) -> None:
     assert exporter.stats.undelivered == 0
 
 
-def test_phases_run_in_order_even_with_many_calls(server: CaptureServer, make: Any) -> None:
-    """All user calls finish before any company call, and those before any event call."""
+def test_each_event_goes_after_its_own_user_and_company(server: CaptureServer, make: Any) -> None:
+    """An event is sent only once the user and company calls of its span were answered."""
     spans = make_spans(
         *[
-            {"enduser.id": f"u{i}", "bucket.company.id": f"c{i}", "bucket.event": "E"}
+            {"enduser.id": f"u{i}", "bucket.company.id": f"c{i}", "bucket.event": f"E{i}"}
             for i in range(20)
         ]
     )
-    make(max_concurrency=4).export(spans)
-    methods = [r.api_method for r in server.requests]
-    assert methods == ["user"] * 20 + ["company"] * 20 + ["event"] * 20
+    assert make(max_concurrency=4).export(spans) is SpanExportResult.SUCCESS
+    first = {}
+    for index, request in enumerate(server.requests):
+        body = request.json
+        key = (request.api_method, body.get("event", ""), body["userId"])
+        first.setdefault(key, index)
+    for i in range(20):
+        event = first[("event", f"E{i}", f"u{i}")]
+        assert first[("user", "", f"u{i}")] < event
+        assert first[("company", "", f"u{i}")] < event
+
+
+def test_a_failing_user_call_holds_back_only_its_own_events(
+    server: CaptureServer, make: Any
+) -> None:
+    """No phases: with one user's calls answered 503, every other event goes out at once, and
+    that user's event goes after its user call failed PATIENCE times (it does not wait for
+    ever)."""
+    server.route(
+        lambda path, body: Reply(503) if path.endswith("/user") and b'"u0"' in body else Reply()
+    )
+    spans = make_spans(*[{"enduser.id": f"u{i}", "bucket.event": f"E{i}"} for i in range(5)])
+    make(timeout=10).export(spans)
+    events = [r.json["userId"] for r in server.requests if r.api_method == "event"]
+    assert sorted(events) == [f"u{i}" for i in range(5)]
+    order = [(r.api_method, r.json["userId"]) for r in server.requests]
+    u0_tries = [i for i, call in enumerate(order) if call == ("user", "u0")]
+    assert order.index(("event", "u1")) < u0_tries[1]  # not held until u0's retry
+    assert sum(i < order.index(("event", "u0")) for i in u0_tries) == PATIENCE
 
 
 def test_at_most_max_concurrency_calls_in_flight(server: CaptureServer, make: Any) -> None:
-    """Within a phase, calls run concurrently, never more than max_concurrency at once."""
+    """Calls run concurrently, never more than max_concurrency at once."""
     limit = 3
     lock = threading.Lock()
     active = 0
@@ -521,14 +550,14 @@ def test_forked_child_delivers_with_its_own_session(server: CaptureServer) -> No
     """After fork, the child sends its own calls on a fresh session; the parent keeps working."""
     exporter = BucketSpanExporter(KEY, endpoint=server.url, timeout=5)
     exporter.export(make_spans({"enduser.id": "parent-before"}))
-    parent_connection = exporter._transport._local.conn  # type: ignore[attr-defined]
+    parents = set(exporter._transport._connections)  # type: ignore[attr-defined]
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
         code = 1
         try:
             result = exporter.export(make_spans({"enduser.id": "child", "bucket.event": "C"}))
-            mine = exporter._transport._local.conn  # type: ignore[attr-defined]
-            fresh = mine is not parent_connection
+            mine = set(exporter._transport._connections)  # type: ignore[attr-defined]
+            fresh = bool(mine) and not mine & parents
             exporter.shutdown()
             code = 0 if fresh and result is SpanExportResult.SUCCESS else 3
         finally:

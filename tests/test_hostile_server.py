@@ -4,6 +4,7 @@ deadline, no head-of-line blocking, every loss counted, nothing leaked."""
 from __future__ import annotations
 
 import gc
+import itertools
 import logging
 import os
 import re
@@ -21,7 +22,7 @@ import pytest
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from otel_bucket import BucketSpanExporter
-from otel_bucket._delivery import MAX_OWN_FAILURES
+from otel_bucket._dispatch import MAX_OWN_FAILURES
 from otel_bucket.devserver import DevServer
 from tests._hostile import Act, HostileServer
 from tests._running import ROOT, child_env, free_port
@@ -80,11 +81,18 @@ def test_tiny_or_bogus_retry_after_does_not_cause_a_retry_storm(
 ) -> None:
     """A Retry-After of 0, negative, past or unreadable falls back to our backoff: a few
     requests per call within the deadline, not thousands."""
-    hostile.behaviour = lambda r: Act(status, headers={"Retry-After": retry_after})
+    tried: dict[bytes, list[float]] = {}
+
+    def answer(request: Any) -> Act:
+        tried.setdefault(request.body, []).append(clock.now)  # when, on the fake clock
+        return Act(status, headers={"Retry-After": retry_after})
+
+    hostile.behaviour = answer
     exporter = build(made, hostile.url, clock=clock, timeout=3)
     assert exporter.export(events("E")) is SpanExportResult.FAILURE  # one user, one event
     assert len(hostile.requests) <= 2 * 4
-    assert all(wait >= 0.25 for wait in clock.waits)
+    for times in tried.values():  # each call waits at least the first backoff between tries
+        assert all(later - earlier >= 0.25 for earlier, later in itertools.pairwise(times))
 
 
 def test_retry_after_is_remembered_across_exports(

@@ -14,7 +14,6 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from otel_bucket import BucketSpanExporter
-from otel_bucket._backlog import BACKLOG_LIMIT
 from tests._capture import CaptureServer
 from tests._spans import FakeClock
 
@@ -91,8 +90,9 @@ def test_dedupe_memory_never_exceeds_dedupe_size(server: CaptureServer) -> None:
 
 
 def test_dedupe_forgets_the_least_recently_used_first(server: CaptureServer) -> None:
-    """Past ``dedupe_size``, the latest users are still deduplicated and the oldest sent again."""
-    exporter = BucketSpanExporter(KEY, endpoint=server.url, dedupe_size=40)
+    """Past ``dedupe_size``, the latest users are still deduplicated and the oldest sent again
+    (one call in flight at a time, so calls are delivered, and remembered, in order)."""
+    exporter = BucketSpanExporter(KEY, endpoint=server.url, dedupe_size=40, max_concurrency=1)
     try:
         exporter.export(next(_batches(range(100), company=False)))
         assert len(server.requests) == 100
@@ -125,18 +125,21 @@ def test_rss_stays_bounded_over_50000_distinct_users() -> None:
     assert growth < 40, f"resident memory grew by {growth:.1f} MB"
 
 
-def test_backlog_stays_bounded_while_the_endpoint_is_down() -> None:
-    """Undelivered calls for 12,288 distinct users are kept up to the backlog's limit, no more."""
+def test_memory_stays_bounded_while_the_endpoint_is_down() -> None:
+    """Undelivered calls for 12,288 distinct users are kept in memory up to its limit (here
+    10,000), no more; with the spool off, the oldest beyond it are counted as lost."""
+    limit = 10_000
     exporter = BucketSpanExporter(
         KEY, endpoint="http://in-process", session=_Refused(), clock=FakeClock()
     )
+    exporter._dispatcher._memory_limit = limit
     try:
         for spans in _batches(range(24 * BATCH)):
             assert exporter.export(spans) is SpanExportResult.FAILURE
-            assert exporter.stats.pending <= BACKLOG_LIMIT
+            assert exporter.stats.pending <= limit
         stats = exporter.stats
     finally:
         exporter.shutdown()
-    assert stats.pending == BACKLOG_LIMIT
+    assert stats.pending == limit
     assert stats.delivered == 0
-    assert stats.undelivered == 2 * 24 * BATCH - BACKLOG_LIMIT  # given up, oldest first
+    assert stats.undelivered == 2 * 24 * BATCH - limit  # given up, oldest first

@@ -168,7 +168,8 @@ def test_rejections_are_counted(
 
 def test_retries_are_counted_per_method(server: CaptureServer, metrics: Metrics, make: Any) -> None:
     """Each retry attempt counts once, under the method of the call retried."""
-    server.script(Reply(503), Reply(503))  # the user call fails twice, then gets through
+    failures = iter([Reply(503), Reply(503)])  # the user call fails twice, then gets through
+    server.route(lambda path, body: next(failures, None) if path.endswith("/user") else None)
     exporter = make()
     exporter.export(make_spans(FULL))
     counts = metrics.calls()
@@ -294,16 +295,27 @@ def test_filtered_and_dropped_calls_are_counted(metrics: Metrics, make: Any) -> 
 def test_queue_size_capacity_and_drops_are_observed(
     server: CaptureServer, metrics: Metrics
 ) -> None:
-    """While an export is stuck, the queue fills: its size, capacity and the spans dropped from
-    it are observed when the reader collects (on_end records nothing); then it drains."""
+    """While the processor's worker is busy, its queue fills: its size, capacity and the spans
+    dropped from it are observed when the reader collects (on_end records nothing); calls in
+    flight are observed as the backlog; then it all drains."""
     in_flight = threading.Event()
+    busy = threading.Event()
+    go_on = threading.Event()
 
     def hold(path: str, body: bytes) -> Reply:
         in_flight.set()
         return Reply(delay=30)  # until server.release()
 
+    def slow_hook(call: BucketCall) -> BucketCall:
+        if call.user_id == "u1":  # the worker maps the spans: keep it busy here
+            busy.set()
+            go_on.wait(30)
+        return call
+
     server.route(hold)
-    exporter = BucketSpanExporter(KEY, endpoint=server.url, meter_provider=metrics.provider)
+    exporter = BucketSpanExporter(
+        KEY, endpoint=server.url, meter_provider=metrics.provider, before_send=slow_hook
+    )
     processor = BucketSpanProcessor(exporter, max_queue_size=4)
     provider = TracerProvider()
     provider.add_span_processor(processor)
@@ -311,21 +323,25 @@ def test_queue_size_capacity_and_drops_are_observed(
     try:
         tracer.start_span("first", attributes={"enduser.id": "u0"}).end()
         assert in_flight.wait(10)
+        tracer.start_span("second", attributes={"enduser.id": "u1"}).end()
+        assert busy.wait(10)
         before = metrics.calls()
-        for i in range(1, 7):
+        for i in range(2, 8):
             tracer.start_span("more", attributes={"enduser.id": f"u{i}"}).end()
         assert metrics.calls() == before  # ending spans recorded nothing
         assert metrics.value("otel_bucket.queue.size") == 4
         assert metrics.value("otel_bucket.queue.capacity") == 4
         assert metrics.value("otel_bucket.queue.dropped") == 2 == processor.dropped_spans
         assert metrics.value("otel_bucket.backlog.size") == 1  # the user call in flight
+        go_on.set()
         server.release()
         assert processor.force_flush()
         assert metrics.value("otel_bucket.queue.size") == 0
         assert metrics.value("otel_bucket.backlog.size") == 0
         assert metrics.value("otel_bucket.queue.dropped") == 2
-        assert totals(metrics.calls())["delivered"] == 5
+        assert totals(metrics.calls())["delivered"] == 6
     finally:
+        go_on.set()
         server.release()
         provider.shutdown()
 

@@ -11,8 +11,8 @@ from typing import Any, Final
 
 from opentelemetry.sdk.trace import ReadableSpan
 
-from otel_bucket._backlog import BACKLOG_LIMIT
 from otel_bucket._conventions import BUCKET_EVENT, ENDUSER_ID, USER_ID
+from otel_bucket._exporter import MEMORY_LIMIT as BACKLOG_LIMIT
 from otel_bucket._exporter import BucketSpanExporter
 from otel_bucket._mapping import plan_calls
 from otel_bucket.bridge._queue import ExportWorker, SpanQueue

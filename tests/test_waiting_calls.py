@@ -1,4 +1,5 @@
-"""Undelivered calls wait in a bounded backlog and go out with the next export or at shutdown."""
+"""Calls not delivered yet wait in memory (bounded, then the spool) and go out on their own:
+after their backoff, with the next export, or at shutdown."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import pytest
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from otel_bucket import BucketSpanExporter
-from otel_bucket._backlog import Backlog, Pending
 from otel_bucket._mapping import Call, merge_calls
 from tests._capture import CaptureServer, Reply
 from tests._spans import FakeClock, make_spans
@@ -63,22 +63,10 @@ def test_failed_calls_go_out_with_the_next_export(
     assert exporter.stats.pending == 0
 
 
-def test_backlog_keeps_the_phase_order(
-    server: CaptureServer, exporter: BucketSpanExporter, clock: FakeClock
-) -> None:
-    """A waiting event still goes after the next export's user call."""
-    server.route(_busy_once(b"Old"))
-    exporter.export(make_spans({"enduser.id": "u", "bucket.event": "Old"}))
-    clock.advance(AFTER_BUSY)
-    exporter.export(make_spans({"enduser.id": "v"}))
-    answered = [r.api_method for r in server.requests if r.reply_status == 200]
-    assert answered == ["user", "user", "event"]
-
-
 def test_shutdown_gives_waiting_calls_one_last_attempt(
     server: CaptureServer, exporter: BucketSpanExporter, clock: FakeClock
 ) -> None:
-    """At shutdown, calls in the backlog are tried once more and delivered if the API answers."""
+    """At shutdown, waiting calls are tried once more and delivered if the API answers."""
     server.script(BUSY)
     exporter.export(make_spans({"enduser.id": "u"}))
     assert exporter.stats.pending == 1
@@ -106,7 +94,7 @@ def test_shutdown_with_the_endpoint_down_logs_the_loss(
     assert "lost 3 call(s)" in errors[0]
 
 
-def test_force_flush_retries_the_backlog(
+def test_force_flush_sends_what_waits(
     server: CaptureServer, exporter: BucketSpanExporter, clock: FakeClock
 ) -> None:
     """force_flush sends the waiting calls now and says whether any is left."""
@@ -119,28 +107,18 @@ def test_force_flush_retries_the_backlog(
     assert len(server.calls("user")) == 1
 
 
-def test_full_backlog_gives_up_the_oldest_calls_with_an_error(
+def test_full_memory_sends_its_oldest_calls_to_the_spool_or_loses_them_with_an_error(
     server: CaptureServer, exporter: BucketSpanExporter, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Past its limit the backlog drops the oldest calls, counted as undelivered and logged."""
-    exporter._backlog = Backlog(limit=2)
+    """Past the memory limit the oldest waiting calls leave memory: with the spool off they are
+    counted as undelivered and logged."""
+    exporter._dispatcher._memory_limit = 2
     server.default = BUSY
     with caplog.at_level(logging.ERROR, logger="otel_bucket"):
         exporter.export(make_spans(*[{"enduser.id": f"u{i}"} for i in range(5)]))
     assert exporter.stats.pending == 2
     assert exporter.stats.undelivered == 3
     assert "lost 3 call(s)" in caplog.text
-
-
-def test_backlog_unit_bounds_and_order() -> None:
-    """Backlog.keep drops the oldest past the limit; take empties it in order."""
-    backlog = Backlog(limit=3)
-    calls = [Call("event", {"event": str(i), "userId": "u", "timestamp": "t"}) for i in range(5)]
-    items = [Pending(call) for call in calls]
-    assert backlog.keep(items[:2]) == []
-    assert backlog.keep(items[2:]) == items[:2]
-    assert [item.call.payload["event"] for item in backlog.take()] == ["2", "3", "4"]
-    assert len(backlog) == 0
 
 
 def test_merge_calls_combines_same_ids_and_keeps_events() -> None:
@@ -162,8 +140,8 @@ def test_merge_calls_combines_same_ids_and_keeps_events() -> None:
     assert merged[1:] == [event, event]
 
 
-def test_processor_retries_waiting_calls_without_new_spans(server: CaptureServer) -> None:
-    """A call that failed goes out on the processor's next quiet tick, with no new span."""
+def test_a_failed_call_is_retried_without_new_spans(server: CaptureServer) -> None:
+    """A call that failed goes out again after its backoff on its own: no new span, no tick."""
     from opentelemetry.sdk.trace import TracerProvider
 
     from otel_bucket import BucketSpanProcessor
@@ -171,21 +149,19 @@ def test_processor_retries_waiting_calls_without_new_spans(server: CaptureServer
     server.script(Reply(503))
     exporter = BucketSpanExporter("k", endpoint=server.url, timeout=0.2)  # < the first backoff
     provider = TracerProvider(shutdown_on_exit=False)
-    provider.add_span_processor(BucketSpanProcessor(exporter, schedule_delay_millis=20))
+    provider.add_span_processor(BucketSpanProcessor(exporter))
     provider.get_tracer("t").start_span("s", attributes={"enduser.id": "u"}).end()
-    server.wait_for(2)  # the 503, then the retry from a tick that had no span to export
+    server.wait_for(2)  # the 503, then the retry
     assert [r.reply_status for r in server.requests] == [503, 200]
     provider.shutdown()
     assert (exporter.stats.delivered, exporter.stats.undelivered) == (1, 0)
 
 
-def test_defer_keeps_calls_for_later_without_sending(server: CaptureServer) -> None:
-    """``defer`` maps spans into the backlog without a request; the next flush sends them."""
+def test_defer_keeps_calls_for_the_senders(server: CaptureServer) -> None:
+    """``defer`` maps spans and keeps their calls without waiting; a flush sees them sent."""
     exporter = BucketSpanExporter("k", endpoint=server.url, timeout=2)
     try:
         exporter.defer(make_spans({"enduser.id": "u1", "bucket.event": "Export"}))
-        assert server.requests == []
-        assert exporter.pending == 2
         assert exporter.force_flush()
         assert sorted(r.api_method for r in server.requests) == ["event", "user"]
     finally:
@@ -204,26 +180,8 @@ def test_export_within_a_short_budget_ends_early(server: CaptureServer) -> None:
         exporter.shutdown_within(0.2)
 
 
-def test_pace_keeps_as_many_calls_in_flight_as_latency_needs() -> None:
-    """One sender per millisecond of latency, between 1 and the maximum; the maximum until the
-    endpoint has answered."""
-    from otel_bucket._delivery import Pace
-
-    pace = Pace(8)
-    assert pace.senders() == 8
-    for _ in range(50):
-        pace.observe(0.0002)  # loopback: one sender is as fast and cheaper
-    assert pace.senders() == 1
-    for _ in range(50):
-        pace.observe(0.0035)
-    assert pace.senders() == 4
-    for _ in range(50):
-        pace.observe(0.050)  # a real endpoint far away
-    assert pace.senders() == 8
-
-
 def test_a_slow_endpoint_gets_every_sender(server: CaptureServer) -> None:
-    """Once the endpoint is known to answer in 50 ms, max_concurrency calls are in flight."""
+    """Against an endpoint that answers in 50 ms, max_concurrency calls are in flight."""
     exporter = BucketSpanExporter("k", endpoint=server.url, max_concurrency=4, dedupe_window=0)
     server.default = Reply(delay=0.05)
     exporter.export(make_spans(*[{"enduser.id": f"u{i}"} for i in range(8)]))  # it learns

@@ -1,0 +1,158 @@
+"""The delivery core's loose ends (issue 19, item 4): log lines count calls and name the real
+cause, the exit line agrees with the books, and a spool row nobody can send is settled."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from otel_bucket import BucketSpanExporter
+from otel_bucket._mapping import Call
+from otel_bucket._spool import Spool
+from otel_bucket._spool_config import spool_path
+from tests._capture import CaptureServer, Reply
+from tests._hostile import Act, HostileServer
+from tests._spans import FakeClock, balanced, make_spans
+
+KEY = "trCORE-key-7"
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A fake clock: waits advance it at once."""
+    return FakeClock()
+
+
+@pytest.fixture
+def made() -> Iterator[list[BucketSpanExporter]]:
+    """Exporters a test builds, shut down afterwards."""
+    exporters: list[BucketSpanExporter] = []
+    yield exporters
+    for exporter in exporters:
+        exporter.shutdown_within(0.5)
+
+
+def build(made: list[BucketSpanExporter], url: str, **options: Any) -> BucketSpanExporter:
+    exporter = BucketSpanExporter(KEY, endpoint=url, **options)
+    made.append(exporter)
+    return exporter
+
+
+def numbers(pattern: str, text: str) -> list[int]:
+    return [int(n) for n in re.findall(pattern, text)]
+
+
+def test_the_not_delivered_warning_counts_calls_not_attempts(
+    server: CaptureServer,
+    clock: FakeClock,
+    made: list[BucketSpanExporter],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With ``/user`` answering 503 for minutes, the "could not deliver N call(s)" lines add up
+    to the user calls that failed (30), however often each was tried."""
+    server.route(lambda path, body: Reply(503) if path.endswith("/user") else None)
+    exporter = build(made, server.url, clock=clock, timeout=10)
+    spans = make_spans(*[{"enduser.id": f"u{i}", "bucket.event": "E"} for i in range(30)])
+    with caplog.at_level(logging.WARNING, logger="otel_bucket"):
+        exporter.export(spans)
+        for _ in range(6):
+            clock.advance(61)
+            exporter.force_flush()
+    user_attempts = sum(r.api_method == "user" for r in server.requests)
+    reported = sum(numbers(r"could not deliver (\d+) call", caplog.text))
+    assert user_attempts > 2 * 30  # each user call was tried again and again
+    assert reported == 30
+    assert exporter.stats.delivered == 30  # the events went on without their users
+
+
+def test_every_not_delivered_line_names_a_cause(
+    made: list[BucketSpanExporter], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Against an endpoint whose 200 bodies drip and whose other answers drop the connection,
+    no line says "could not deliver ... ()": each names what went wrong."""
+    hostile = HostileServer(
+        lambda r: (
+            Act(drip=0.05, body=b" " * 100, drip_body=True) if r.index % 2 else Act(hang_up=True)
+        )
+    )
+    try:
+        exporter = build(made, hostile.url, timeout=0.5)
+        with caplog.at_level(logging.WARNING, logger="otel_bucket"):
+            exporter.export(make_spans(*[{"enduser.id": f"u{i}"} for i in range(6)]))
+            exporter.shutdown_within(0.5)
+    finally:
+        hostile.close()
+    lines = [r.getMessage() for r in caplog.records if "could not deliver" in r.getMessage()]
+    assert lines
+    assert not any("()" in line or "(unknown)" in line for line in lines), lines
+
+
+def test_after_a_redirect_the_exit_line_names_the_redirect(
+    server: CaptureServer,
+    clock: FakeClock,
+    made: list[BucketSpanExporter],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Calls lost to a 3xx are reported as such at exit, never as "no attempt could be made":
+    every one of them was attempted."""
+    server.default = Reply(301, headers={"Location": "https://elsewhere.example/"})
+    exporter = build(made, server.url, clock=clock)
+    with caplog.at_level(logging.ERROR, logger="otel_bucket"):
+        for batch in range(3):  # the first line is logged; the rest wait for the exit line
+            exporter.export(make_spans({"enduser.id": f"u{batch}"}))
+        exporter.shutdown()
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert sum(numbers(r"lost (\d+) call", "\n".join(errors))) == 3 == exporter.stats.undelivered
+    assert "no attempt" not in "\n".join(errors)
+    assert "redirect" in errors[-1] and "elsewhere.example" in errors[-1]
+
+
+def test_the_exit_line_agrees_with_the_books_when_calls_were_spooled_before(
+    clock: FakeClock,
+    made: list[BucketSpanExporter],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Calls spooled while running (memory full) and at exit: the exit line's numbers add up
+    to ``stats.spooled``."""
+    hostile = HostileServer(lambda r: Act(503))
+    try:
+        exporter = build(made, hostile.url, clock=clock, spool_dir=tmp_path, timeout=1)
+        exporter._dispatcher._memory_limit = 20
+        with caplog.at_level(logging.WARNING, logger="otel_bucket"):
+            exporter.export(make_spans(*[{"enduser.id": f"u{i}"} for i in range(30)]))
+            exporter.shutdown()
+    finally:
+        hostile.close()
+    stats = exporter.stats
+    line = next(r.getMessage() for r in caplog.records if "kept" in r.getMessage())
+    kept = numbers(r"kept (\d+) undelivered", line)[0]
+    in_all = numbers(r"\((\d+) in all since it started\)", line)
+    assert stats.spooled == 30 and balanced(stats)
+    assert (in_all[0] if in_all else kept) == stats.spooled
+    assert kept == 20  # what memory held at exit; the other 10 went to the spool before
+
+
+def test_a_spool_row_with_an_unknown_method_is_dropped_and_counted(
+    server: CaptureServer, made: list[BucketSpanExporter], tmp_path: Path
+) -> None:
+    """A spooled call whose method is not user, company or event is never sent: it is deleted,
+    counted as dropped, and the books balance (13 in, 13 accounted for)."""
+    path = spool_path(tmp_path, server.url, KEY)
+    spool = Spool(path, endpoint=server.url)
+    good = [Call("event", {"event": f"E{i}", "userId": "u"}) for i in range(10)]
+    bad = [Call(method, {"userId": "u"}) for method in ("events", "track", "")]
+    assert spool.put(good + bad) == 13
+    spool.close()
+    exporter = build(made, server.url, spool_dir=tmp_path, timeout=5)
+    assert exporter.force_flush()
+    stats = exporter.stats
+    assert (stats.unspooled, stats.delivered, stats.dropped) == (13, 10, 3)
+    assert balanced(stats)
+    assert sorted(r.json["event"] for r in server.requests) == [f"E{i}" for i in range(10)]
+    assert Spool(path, endpoint=server.url).info().total == 0
