@@ -1,7 +1,8 @@
 """Sustained events/s through ``install()`` against an endpoint 0, 20, 50 and 150 ms away.
 
-Run: ``python benchmarks/throughput.py`` (about 5 minutes when the exporter keeps up; longer
-when it does not, since each shutdown then spends its drain deadline). Options:
+Run: ``python benchmarks/throughput.py``: about 3 minutes per column when the exporter keeps
+up; a row that falls behind adds its shutdown drain (up to the processor's 30 s), so the whole
+run took 8 minutes on the pre-rewrite core, where both columns are 8 in flight. Options:
 ``--latencies 0,20,50,150`` (ms), ``--rates 500,1000,2000`` (events/s), ``--duration 5`` (s of
 load per row), ``--configs default,fixed8``, ``--floor-seconds 2``.
 
@@ -23,7 +24,17 @@ Columns, for the default settings and side by side for ``max_concurrency=8`` ("f
   and mapping, nothing sent);
 - ``÷ floor``: that own share over the CPU per call of plain ``http.client`` persistent
   connections, N threads posting the same bodies in a loop at the same latency (N: the in-flight
-  count the exporter reached in that row), the cheapest way Python sends these calls.
+  count the exporter reached in that row), the cheapest way Python sends these calls. With 0 ms
+  the floor's threads post flat out, so there it is the cheapest cost per call there is; above
+  0 ms N threads post about as fast as the exporter delivers (N / latency), as Little's law says.
+  ``—``: fewer than 95 % of the events were delivered by exit, so most of the CPU went on calls
+  kept in the spool or given up, and a cost per delivered call would mean nothing.
+
+Before the table: the baselines (CPU per event of the application alone, and with otel-bucket
+offline); after it, per row, the rate the load really reached, how long the shutdown took, the
+exporter's own counters after shutdown (``pending``: calls neither settled nor kept) and the
+spans still in the processor's queue (never exported), and the server's CPU (to show it was not
+the bottleneck).
 
 The machine's cores are shared with the server process (and, here, with other work): figures are
 one run each, not a best of several.
@@ -52,6 +63,7 @@ KEY = "benchmark-key"
 USERS, COMPANIES = 200, 40
 CONFIGS: dict[str, dict[str, Any]] = {"default": {}, "fixed8": {"max_concurrency": 8}}
 GRACE = 2.0  # seconds after the load's end for the "≤2 s" column
+MOSTLY = 0.95  # below this share of events delivered at exit, "own" CPU per call is not shown
 
 
 # -- the load process -------------------------------------------------------------------------
@@ -118,8 +130,10 @@ def load(url: str, rate: float, duration: float, options: dict[str, Any]) -> dic
         "cpu": time.process_time() - cpu,
         "load_cpu": load_cpu,
         "stats": {
-            k: getattr(stats, k, 0) for k in ("calls", "delivered", "spooled", "undelivered")
+            k: getattr(stats, k, 0)
+            for k in ("calls", "delivered", "spooled", "undelivered", "pending")
         },
+        "queued": 0 if processor is None else processor.queued,  # spans never exported
     }
 
 
@@ -181,6 +195,7 @@ def _child(*args: str, timeout: float, stdin: str = "") -> dict[str, Any]:
     if proc.returncode != 0:
         raise SystemExit(f"child {args[0]} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["log"] = proc.stderr.strip().splitlines()[-1:]  # otel-bucket's last word at exit
     return result
 
 
@@ -276,7 +291,8 @@ def main() -> int:
                     del row["calls"]
                     results[config] = row
                     print(
-                        f"  {latency * 1000:g} ms, {rate:,.0f}/s, {config}: {_cells(row)}",
+                        f"  {latency * 1000:g} ms, {rate:,.0f}/s, {config}: {_cells(row)} "
+                        f"{row['log']}",
                         flush=True,
                     )
                 rows.append((latency, rate, results))
@@ -293,12 +309,17 @@ def _cells(row: dict[str, Any]) -> list[str]:
     total = row["cpu"] / n * 1e6
     own = (row["cpu"] - row["baseline"]) / n * 1e6
     ratio = own / (row["floor"] * 1e6) if row["floor"] == row["floor"] else float("nan")
+    floor = f"of {row['floor'] * 1e6:,.0f}"
+    if row["after"] < MOSTLY:  # its CPU went on calls kept or lost, not on calls delivered
+        own_cell, ratio_cell = "—", f"— {floor}"
+    else:
+        own_cell, ratio_cell = f"{own:,.0f}", f"{ratio:.1f}x {floor}"
     return [
         f"{row['on_time']:.1%}",
         f"{row['after']:.1%}, {row['dups']} dup",
         f"{row['in_flight']}",
-        f"{total:,.0f} / {own:,.0f}",
-        f"{ratio:.1f}x of {row['floor'] * 1e6:,.0f}",
+        f"{total:,.0f} / {own_cell}",
+        ratio_cell,
     ]
 
 
@@ -327,6 +348,8 @@ def details(rows: list[tuple[float, float, dict[str, dict[str, Any]]]], configs:
         "delivered",
         "spooled",
         "undelivered",
+        "pending",
+        "spans left",
         "server CPU µs/call",
         "server CPU % core",
     ]
@@ -347,6 +370,8 @@ def details(rows: list[tuple[float, float, dict[str, dict[str, Any]]]], configs:
                         f"{r['stats']['delivered']:,}",
                         f"{r['stats']['spooled']:,}",
                         f"{r['stats']['undelivered']:,}",
+                        f"{r['stats']['pending']:,}",
+                        f"{r['queued']:,}",
                         f"{r['server_cpu'] / max(r['delivered_calls'], 1) * 1e6:.0f}",
                         f"{r['server_cpu'] / wall:.0%}",
                     ]
