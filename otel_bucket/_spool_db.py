@@ -10,7 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit, urlunsplit
+
+from otel_bucket._config import shown_url
 
 __all__ = [
     "Corrupt",
@@ -123,17 +124,10 @@ def create_schema(conn: sqlite3.Connection, endpoint: str | None, now: float) ->
         conn.execute("INSERT INTO meta (name, value) VALUES ('created', ?)", (now,))
         if endpoint is not None:
             conn.execute(
-                "INSERT INTO meta (name, value) VALUES ('endpoint', ?)", (_shown(endpoint),)
+                "INSERT INTO meta (name, value) VALUES ('endpoint', ?)", (shown_url(endpoint),)
             )
         conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-
-def _shown(endpoint: str) -> str:
-    """The endpoint without any user and password it may carry: the file is for display."""
-    parts = urlsplit(endpoint)
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def move_aside(path: Path, now: float) -> Path:
