@@ -27,6 +27,14 @@ class SpoolInfo:
     """When the oldest call was spooled (seconds since the epoch)."""
     newest: float | None = None
     """When the newest call was spooled."""
+    made_first: str | None = None
+    """The earliest time a call was made (its own ``timestamp``, ISO 8601); None when the calls
+    carry none. Calls spooled together at an exit were made over the time before it."""
+    made_last: str | None = None
+    """The latest time a call was made."""
+    expired: int = 0
+    """Calls spooled before the cutoff given to ``read_info`` (older than the age limit): they
+    will never be sent, and the next spool to open the file, or a sweep, deletes them."""
     size: int = 0
     """Bytes on disk: the file and its write-ahead log."""
     endpoint: str | None = None
@@ -47,15 +55,20 @@ def disk_size(path: Path) -> int:
     return total
 
 
-def read_info(conn: sqlite3.Connection, path: Path, now: float) -> SpoolInfo:
-    """What the spool behind ``conn`` holds (one read transaction, so the figures agree)."""
+def read_info(
+    conn: sqlite3.Connection, path: Path, now: float, cutoff: float | None = None
+) -> SpoolInfo:
+    """What the spool behind ``conn`` holds (one read transaction, so the figures agree);
+    ``expired`` counts the calls spooled before ``cutoff``."""
     conn.execute("BEGIN")
     try:
         calls = dict(conn.execute("SELECT method, COUNT(*) FROM calls GROUP BY method ORDER BY 1"))
-        leased, oldest, newest = conn.execute(
-            "SELECT COALESCE(SUM(lease_until > ?), 0), MIN(spooled), MAX(spooled) FROM calls",
-            (now,),
+        leased, oldest, newest, expired = conn.execute(
+            "SELECT COALESCE(SUM(lease_until > ?), 0), MIN(spooled), MAX(spooled),"
+            " COALESCE(SUM(spooled < ?), 0) FROM calls",
+            (now, float("-inf") if cutoff is None else cutoff),
         ).fetchone()
+        made = _made(conn)
         row = conn.execute("SELECT value FROM meta WHERE name = 'endpoint'").fetchone()
     finally:
         conn.execute("COMMIT")
@@ -65,13 +78,30 @@ def read_info(conn: sqlite3.Connection, path: Path, now: float) -> SpoolInfo:
         leased=leased,
         oldest=oldest,
         newest=newest,
+        made_first=made[0],
+        made_last=made[1],
+        expired=expired,
         size=disk_size(path),
         endpoint=row[0] if row else None,
     )
 
 
-def read_spool(path: str | os.PathLike[str]) -> SpoolInfo:
+def _made(conn: sqlite3.Connection) -> tuple[str | None, str | None]:
+    """The earliest and latest ``timestamp`` of the calls (one format throughout: the greater
+    string is the later time); None where SQLite lacks its JSON functions."""
+    try:
+        first, last = conn.execute(
+            "SELECT MIN(t), MAX(t) FROM (SELECT json_extract(payload, '$.timestamp') AS t"
+            " FROM calls) WHERE typeof(t) = 'text'"
+        ).fetchone()
+    except sqlite3.OperationalError:  # no such function: json_extract (SQLite before 3.38)
+        return None, None
+    return first, last
+
+
+def read_spool(path: str | os.PathLike[str], cutoff: float | None = None) -> SpoolInfo:
     """What a spool file holds, for ``otel-bucket spool``: changes nothing, creates nothing.
+    ``expired`` counts the calls spooled before ``cutoff``.
 
     Raises:
         ValueError: the file is not an otel-bucket spool (foreign, damaged or newer).
@@ -95,7 +125,7 @@ def read_spool(path: str | os.PathLike[str]) -> SpoolInfo:
             raise ValueError(
                 "written by a newer otel-bucket" if state == "newer" else "not an otel-bucket spool"
             )
-        return read_info(conn, path, time.time())
+        return read_info(conn, path, time.time(), cutoff)
     except sqlite3.DatabaseError as exc:
         if error_kind(exc) == "corrupt":
             raise ValueError(f"damaged ({exc})") from None
