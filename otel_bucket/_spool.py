@@ -296,6 +296,11 @@ class Spool:
                 dropped = spool_queue.enforce_limits(
                     conn, self._clock(), self._max_bytes, self._max_age
                 )
+                # For the other processes that age out this file while no one uses it.
+                conn.execute(
+                    "INSERT OR REPLACE INTO meta (name, value) VALUES ('max_age', ?)",
+                    (self._max_age,),
+                )
         except BaseException:
             conn.close()
             raise
@@ -316,7 +321,7 @@ class Spool:
                 return
             self._next_sweep = now + min(self._max_age, _SWEEP_EVERY)
         try:
-            self._log.swept(*sweep(self._path.parent, now - self._max_age, keep=self._path))
+            self._log.swept(*sweep(self._path.parent, now, self._max_age, keep=self._path))
         except Exception:  # other files' faults are not this spool's: never fail on them
             _log.debug("otel-bucket spool could not age out other files", exc_info=True)
 

@@ -21,6 +21,7 @@ __all__ = [
     "file_id",
     "file_state",
     "immediate",
+    "meta",
     "move_aside",
     "open_file",
     "untrusted",
@@ -116,6 +117,12 @@ def file_state(conn: sqlite3.Connection) -> FileState:
     if app_id == APPLICATION_ID and version == SCHEMA_VERSION and {"calls", "meta"} <= names:
         return "ours"
     return "foreign"
+
+
+def meta(conn: sqlite3.Connection, name: str) -> object:
+    """A value the file records about itself (``endpoint``, ``max_age``), or None."""
+    row = conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+    return row[0] if row else None
 
 
 def create_schema(conn: sqlite3.Connection, endpoint: str | None, now: float) -> None:

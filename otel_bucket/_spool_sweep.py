@@ -16,11 +16,12 @@ from pathlib import Path
 
 from otel_bucket import _spool_queue as spool_queue
 from otel_bucket._spool_config import list_spools
-from otel_bucket._spool_db import file_state, immediate, untrusted
+from otel_bucket._spool_db import file_state, immediate, meta, untrusted
 
 __all__ = ["Swept", "set_aside_files", "sweep", "sweep_file"]
 
 _LOGS = ("-wal", "-shm", "-journal")
+_BUSY_TIMEOUT = 1.0  # seconds to wait for another process's write to a file being aged out
 _NOT_OURS = {
     "fresh": "being created",
     "newer": "written by a newer otel-bucket",
@@ -58,8 +59,9 @@ def set_aside_files(directory: Path) -> list[Path]:
     ]
 
 
-def sweep_file(path: Path, cutoff: float, busy_timeout: float) -> Swept:
-    """Delete the calls of ``path`` spooled before ``cutoff``; remove the file when it is then
+def sweep_file(path: Path, now: float, older_than: float, own_limit: bool = True) -> Swept:
+    """Delete the calls of ``path`` spooled more than ``older_than`` seconds before ``now`` (or
+    its own age limit, when it records one and ``own_limit``); remove the file when it is then
     empty and no process has it open. Never raises for what it finds."""
     if hasattr(os, "geteuid"):
         try:
@@ -68,20 +70,23 @@ def sweep_file(path: Path, cutoff: float, busy_timeout: float) -> Swept:
         except OSError as exc:
             return Swept(path, skipped=str(exc))
     try:
-        conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+        conn = sqlite3.connect(path, timeout=_BUSY_TIMEOUT, isolation_level=None)
     except sqlite3.Error as exc:
         return Swept(path, skipped=str(exc))
     try:
         state = file_state(conn)
         if state != "ours":
             return Swept(path, skipped=_NOT_OURS[state])
-        row = conn.execute("SELECT value FROM meta WHERE name = 'endpoint'").fetchone()
-        endpoint = row[0] if row else None
+        endpoint = meta(conn, "endpoint")
+        limit = meta(conn, "max_age") if own_limit else None
+        if isinstance(limit, int | float) and limit > 0:
+            older_than = limit  # what the file's own processes would keep
         with immediate(conn):
-            calls = spool_queue.drop_older(conn, cutoff)
+            calls = spool_queue.drop_older(conn, now - older_than)
         left = conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
         removed = not left and _remove_unused(conn, path)
-        return Swept(path, calls=calls, left=left, removed=removed, endpoint=endpoint)
+        shown = endpoint if isinstance(endpoint, str) else None
+        return Swept(path, calls=calls, left=left, removed=removed, endpoint=shown)
     except sqlite3.Error as exc:
         return Swept(path, skipped=str(exc))
     finally:
@@ -104,6 +109,8 @@ def _remove_unused(conn: sqlite3.Connection, path: Path) -> bool:
     except sqlite3.OperationalError:  # in use
         return False
     try:
+        if conn.execute("PRAGMA journal_mode").fetchone()[0] != "delete":
+            return False  # a process opened it in between (and made it WAL again)
         if conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0]:
             return False  # a call came in between
         os.remove(path)
@@ -129,22 +136,22 @@ def _remove_set_aside(paths: Iterable[Path], cutoff: float) -> list[Path]:
 
 def sweep(
     directory: Path,
-    cutoff: float,
+    now: float,
+    older_than: float,
     *,
     keep: Path | None = None,
-    busy_timeout: float = 1.0,
+    own_limits: bool = True,
     trusted_only: bool = True,
 ) -> tuple[list[Swept], list[Path]]:
     """Age out every spool file of ``directory`` but ``keep`` (see ``sweep_file``), and remove
-    the files set aside before ``cutoff`` (by their last change); return what was done to each
-    spool file, and the set-aside files removed. With ``trusted_only``, nothing is done in a
-    directory another user could write to (see ``untrusted``)."""
+    the files set aside more than ``older_than`` seconds ago (by their last change); return
+    what was done to each spool file, and the set-aside files removed. With ``trusted_only``,
+    nothing is done in a directory another user could write to (see ``untrusted``)."""
     if trusted_only and untrusted(directory) is not None:
         return [], []
     try:
         paths = [path for path in list_spools(directory) if path != keep]
     except OSError:  # e.g. not allowed to list it
         return [], []
-    return [sweep_file(path, cutoff, busy_timeout) for path in paths], _remove_set_aside(
-        set_aside_files(directory), cutoff
-    )
+    swept = [sweep_file(path, now, older_than, own_limits) for path in paths]
+    return swept, _remove_set_aside(set_aside_files(directory), now - older_than)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -189,22 +190,29 @@ def stale_spools(directory: Path) -> tuple[Path, Path, Path]:
         directory, "https://live.example", [(now - 3 * DAY, [ev(3)]), (now, [ev(4)])]
     )
     empty = make_spool_at(directory, "https://empty.example", [(now, [ev(5)])])
-    sp = Spool(empty, max_age=10 * DAY)
+    sp = Spool(empty, clock=lambda: 0.0)  # its clock: nothing is old to it, nothing swept
     sp.ack([c.id for c in sp.claim(10)])
     sp.close()
     return old, mixed, empty
 
 
 def make_spool_at(directory: Path, endpoint: str, batches: list[tuple[float, list[Call]]]) -> Path:
-    """A closed spool with each batch of calls spooled at its own time (a long age limit: the
-    spool neither drops them nor ages out the other files)."""
+    """A closed spool with each batch of calls spooled at its own time, made apart and moved
+    in (so that it does not age out the directory's other files), recording the default age
+    limit (48h)."""
     path = spool_path(directory, endpoint, KEY)
+    workshop = directory.parent / f"{directory.name}-workshop"
     at = [0.0]
-    sp = Spool(path, clock=lambda: at[0], endpoint=endpoint, max_age=10 * DAY)
+    sp = Spool(workshop / path.name, clock=lambda: at[0], endpoint=endpoint, max_age=10 * DAY)
     for when, calls in batches:
         at[0] = when
         sp.put(calls)
     sp.close()
+    db = sqlite3.connect(workshop / path.name, isolation_level=None)
+    db.execute("UPDATE meta SET value = ? WHERE name = 'max_age'", (2 * DAY,))
+    db.close()
+    directory.mkdir(exist_ok=True)
+    os.replace(workshop / path.name, path)
     return path
 
 
@@ -222,19 +230,19 @@ def test_stale_calls_and_files_are_named_with_how_to_remove_them(
     assert lines[start + 4] == "  stale: 1 call(s) spooled more than 48h ago will never be sent"
     assert "3 spool file(s), 1 call(s) waiting." in lines
     assert lines[-1] == (
-        "3 stale call(s) and 1 empty file(s): `otel-bucket spool prune` deletes calls older "
-        "than 48h (BUCKET_SPOOL_MAX_AGE, or --older-than) and the files left empty; spools "
-        "also do it on their own, hourly."
+        "3 stale call(s) and 1 empty file(s): `otel-bucket spool prune` deletes the calls older "
+        "than their spool's age limit (or --older-than) and the files left empty; spools also "
+        "do it on their own, hourly."
     )
 
 
 def test_prune_deletes_stale_calls_and_unused_empty_files(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`spool prune`: old calls deleted from every file, files left empty removed unless a
-    process has one open; says what it did per file; BUCKET_SPOOL_MAX_AGE is the default age."""
+    """`spool prune`: calls beyond their file's age limit deleted, files left empty removed
+    unless a process has one open, what it did said per file; --older-than 0 empties all."""
     old, mixed, empty = stale_spools(tmp_path)
-    holder = Spool(empty, max_age=10 * DAY)
+    holder = Spool(empty, clock=lambda: 0.0)  # its clock: nothing is old to it
     holder.info()  # a process has the empty file open
     try:
         assert main(["spool", "prune", "--dir", str(tmp_path)]) == 0
@@ -249,9 +257,8 @@ def test_prune_deletes_stale_calls_and_unused_empty_files(
             "has it open)",
         ]
     )
-    assert out[4] == "Deleted 3 call(s) spooled more than 48h ago and removed 1 file(s)."
+    assert out[4] == "Deleted 3 call(s) spooled beyond their age limit and removed 1 file(s)."
     assert list_spools(tmp_path) == sorted([mixed, empty])
-    monkeypatch.setenv("BUCKET_SPOOL_MAX_AGE", "1s")
     assert main(["spool", "prune", "--dir", str(tmp_path)]) == 0  # the empty file is free now
     assert list_spools(tmp_path) == [mixed]
     assert main(["spool", "prune", "--older-than", "0", "--dir", str(tmp_path)]) == 0

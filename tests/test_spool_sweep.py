@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,12 +44,15 @@ def event(user: str) -> Call:
     return Call("event", {"event": "Export", "userId": user, "attributes": {"email": f"{user}@x"}})
 
 
-def stored(directory: Path, endpoint: str, clock: Clock, *batches: tuple[float, int]) -> Path:
+def stored(
+    directory: Path, endpoint: str, clock: Clock, *batches: tuple[float, int], max_age: float = 0
+) -> Path:
     """A closed spool file for ``endpoint`` holding, per batch, ``count`` calls spooled at
-    ``at`` (seconds after START)."""
+    ``at`` (seconds after START); the spool's age limit ``max_age`` (else the default)."""
     path = spool_path(directory, endpoint, "old-key")
     now = [START]
-    sp = Spool(path, clock=lambda: now[0], endpoint=endpoint)
+    limits = {"max_age": max_age} if max_age else {}
+    sp = Spool(path, clock=lambda: now[0], endpoint=endpoint, **limits)
     for at, count in batches:
         now[0] = START + at
         assert sp.put([event(f"u{i}") for i in range(count)]) == count
@@ -138,19 +142,35 @@ def test_it_sweeps_at_the_first_use_then_hourly(
 ) -> None:
     """Not at construction; at the first use; again only once the interval has passed
     (max_age when shorter than an hour)."""
-    path = stored(tmp_path, "https://gone.example", clock, (0, 1))
+    path = stored(tmp_path, "https://gone.example", clock, (0, 1), max_age=100)
     clock.now = START + 200
     sp = own(tmp_path, clock, spools, max_age=100)
     assert path.exists()
     sp.info()
     assert not path.exists()
-    stored(tmp_path, "https://gone.example", clock, (0, 1))
+    stored(tmp_path, "https://gone.example", clock, (0, 1), max_age=100)
     clock.now += 99
     sp.info()
     assert path.exists()
     clock.now += 1
     sp.info()
     assert not path.exists()
+
+
+def test_a_file_is_aged_out_by_its_own_age_limit(
+    tmp_path: Path, clock: Clock, spools: list[Spool]
+) -> None:
+    """A file whose processes keep calls 7 days (BUCKET_SPOOL_MAX_AGE=7d) keeps its 3-day-old
+    calls when a 48-hour spool sweeps; a file that records no limit goes by the sweeper's."""
+    week = stored(tmp_path, "https://week.example", clock, (0, 2), max_age=7 * DAY)
+    older = stored(tmp_path, "https://older.example", clock, (0, 2))
+    db = sqlite3.connect(older, isolation_level=None)  # as an otel-bucket that did not record it
+    db.execute("DELETE FROM meta WHERE name = 'max_age'")
+    db.close()
+    clock.now = START + 3 * DAY
+    own(tmp_path, clock, spools).info()
+    assert read_spool(week).total == 2
+    assert not older.exists()
 
 
 def test_other_users_and_foreign_files_are_left_alone(

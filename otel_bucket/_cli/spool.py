@@ -111,7 +111,7 @@ def _run_spool(args: argparse.Namespace) -> int:
         return _flush(directory)
     max_age = resolve_spool_max_age()
     if args.action == "prune":
-        return _prune(directory, max_age if args.older_than is None else args.older_than)
+        return _prune(directory, max_age, args.older_than)
     return _show(directory, max_age)
 
 
@@ -132,7 +132,7 @@ def _show(directory: Path, max_age: float) -> int:
     unreadable = calls = stale = empty = 0
     for path in files:
         try:
-            info = read_spool(path, cutoff=time.time() - max_age)
+            info = read_spool(path, max_age)
         except (ValueError, OSError, sqlite3.Error) as exc:
             _say(f"{path.name}: cannot read it: {exc}")
             unreadable += 1
@@ -157,15 +157,15 @@ def _show(directory: Path, max_age: float) -> int:
             everything = "all " if info.expired == info.total else ""
             _say(
                 f"  stale: {everything}{info.expired} call(s) spooled more than "
-                f"{_duration(max_age)} ago will never be sent"
+                f"{_duration(info.max_age or max_age)} ago will never be sent"
             )
     if files:
         _say(f"{len(files)} spool file(s), {calls - stale} call(s) waiting.")
     if stale or empty:
         _say(
             f"{stale} stale call(s) and {empty} empty file(s): `otel-bucket spool prune` deletes "
-            f"calls older than {_duration(max_age)} (BUCKET_SPOOL_MAX_AGE, or --older-than) and "
-            "the files left empty; spools also do it on their own, hourly."
+            "the calls older than their spool's age limit (or --older-than) and the files left "
+            "empty; spools also do it on their own, hourly."
         )
     aside = set_aside_files(Path(directory))
     if aside:
@@ -173,11 +173,18 @@ def _show(directory: Path, max_age: float) -> int:
     return 1 if unreadable else 0
 
 
-def _prune(directory: Path, older_than: float) -> int:
+def _prune(directory: Path, max_age: float, older_than: float | None) -> int:
+    """Age out the directory's spool files: by ``older_than`` when given, else by each file's
+    own age limit (``max_age`` for a file that records none)."""
     from otel_bucket._spool_sweep import sweep
 
-    now = time.time()
-    results, aside = sweep(Path(directory), now - older_than, trusted_only=False)
+    results, aside = sweep(
+        Path(directory),
+        time.time(),
+        max_age if older_than is None else older_than,
+        own_limits=older_than is None,
+        trusted_only=False,
+    )
     _say(f"Spool directory: {directory}" if results or aside else f"No spool files in {directory}.")
     for result in results:
         name = f"{result.path.name}  {result.endpoint or '(endpoint not recorded)'}"
@@ -190,10 +197,12 @@ def _prune(directory: Path, older_than: float) -> int:
         else:
             _say(f"{name}: {result.calls} call(s) deleted, {result.left} newer kept")
     removed = sum(r.removed for r in results) + len(aside)
+    age = (
+        "beyond their age limit" if older_than is None else f"more than {_duration(older_than)} ago"
+    )
     _say(
-        f"Deleted {sum(r.calls for r in results)} call(s) spooled more than "
-        f"{_duration(older_than)} ago and removed {removed} file(s)"
-        + (f" ({len(aside)} set aside as damaged)." if aside else ".")
+        f"Deleted {sum(r.calls for r in results)} call(s) spooled {age} and removed "
+        f"{removed} file(s)" + (f" ({len(aside)} set aside as damaged)." if aside else ".")
     )
     return 1 if any(r.skipped for r in results) else 0
 
@@ -220,7 +229,7 @@ def _flush(directory: Path) -> int:
 
     def look() -> SpoolInfo:
         try:
-            return read_spool(path, cutoff=time.time() - settings.spool_max_age)
+            return read_spool(path, settings.spool_max_age)
         except (ValueError, OSError, sqlite3.Error):  # the exporter sets such a file aside
             return SpoolInfo(path=path)
 
