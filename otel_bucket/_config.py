@@ -12,14 +12,25 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-__all__ = ["DEFAULT_ENDPOINT", "Settings", "parse_count", "resolve", "resolve_settings"]
+__all__ = [
+    "DEFAULT_ENDPOINT",
+    "Settings",
+    "parse_count",
+    "resolve",
+    "resolve_settings",
+    "shown_url",
+]
 
 _log = logging.getLogger(__name__)
 
 DEFAULT_ENDPOINT = "https://tracking.bucket.co"
 MAX_TIMEOUT = 3600.0  # seconds; longer waits are surely a mistake (and overflow some waits)
 
-_PASSWORD = re.compile(r"(//[^/@]*:)[^/@]*@")  # user:password@ in a URL
+_USERINFO = re.compile(r"^([^/?#]*//)?[^/?#]*@")  # user:password@ (or a token@) in a URL
+_AFTER_PATH = re.compile(r"([?#]).*", re.DOTALL)  # a query or a fragment: may hold a token
+# What a URL may hold as it is sent (RFC 3986): ASCII letters, digits and these; "%" only as an
+# escape. Anything else (a space, "é") would be sent as it is and make every call fail.
+_URL_CHARACTERS = re.compile(r"(?:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})*")
 _KEY_CHARACTERS = re.compile(r"[A-Za-z0-9._~-]+")  # unreserved in a URL: never percent-encoded
 
 _T = TypeVar("_T")
@@ -61,10 +72,23 @@ def _key(value: object) -> str:
     return key
 
 
+def shown_url(text: str) -> str:
+    """``text`` as it may be printed: a user, password or token before ``@``, a query and a
+    fragment are masked (``***``); the scheme, host, port and path stay."""
+    shown = _USERINFO.sub(lambda match: f"{match.group(1) or ''}***@", text.strip())
+    return _AFTER_PATH.sub(r"\1***", shown)
+
+
 def _endpoint(value: object) -> str:
     if not isinstance(value, str):
         raise TypeError(f"must be a string, got {type(value).__name__}")
     text = value.strip()
+    if not _URL_CHARACTERS.fullmatch(text):
+        bad = next((c for c in text if not _URL_CHARACTERS.fullmatch(c) and c != "%"), "a lone '%'")
+        raise ValueError(
+            f"must be a URL of ASCII characters, without spaces (percent-encode them, e.g. %20;"
+            f" a host in its xn-- form): it has {bad!r}"
+        )
     try:
         parts = urlsplit(text)
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number or too big
@@ -72,7 +96,7 @@ def _endpoint(value: object) -> str:
         raise ValueError("must be an http:// or https:// URL with a valid host and port") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an http:// or https:// URL, e.g. https://tracking.bucket.co")
-    if parts.username is not None or parts.password is not None:
+    if "@" in parts.netloc:
         raise ValueError("must not hold credentials (user:password@)")
     if parts.query or parts.fragment or "?" in text or "#" in text:
         raise ValueError("must not have a query or a fragment")
@@ -160,7 +184,7 @@ def _resolve_endpoint(value: object) -> str:
         _log.error(
             "otel-bucket sends nothing: BUCKET_ENDPOINT=%r %s; fix the variable (the production "
             "endpoint is %s)",
-            _PASSWORD.sub(r"\1***@", raw),
+            shown_url(raw),
             exc,
             DEFAULT_ENDPOINT,
         )

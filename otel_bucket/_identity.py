@@ -68,7 +68,8 @@ class Identity:
 
     ``ids`` holds ``bucket.company.id`` then ``enduser.id``; ``details`` the prefixed company then
     user attributes (least important first: what is cut first when a span is full);
-    ``span_attributes`` is both, ids first, as ``identify`` stamps them.
+    ``span_attributes`` is both, ids last, as ``identify`` stamps them (a full SDK span evicts
+    its oldest attribute first: the ids go last).
     """
 
     user_id: str | None
@@ -144,36 +145,55 @@ def _merge(
         MappingProxyType(dict(company_attributes)) if company_attributes else _EMPTY,
         MappingProxyType(ids),
         MappingProxyType(details) if details else _EMPTY,
-        MappingProxyType({**ids, **details}),
+        MappingProxyType({**details, **ids}),
     )
 
 
 def stamp(span: trace.Span, identity: Identity) -> None:
-    """Stamp ``span`` with the identity, in free attribute slots only: the ids first, then the
-    user and company attributes while ``HEADROOM`` slots stay free for the application."""
+    """Stamp ``span`` with the identity, in free attribute slots only (the ids first, then the
+    user and company attributes while ``HEADROOM`` slots stay free), and older than the
+    application's attributes.
+
+    A full SDK span evicts its oldest attribute for a new one. Ours go in first and the
+    application's are set again after them, so that what the application sets later pushes
+    ours out, never its own (also those it had set before ``identify``).
+    """
     wanted = identity.span_attributes
     limit = attribute_limit(span)
     held = getattr(span, "attributes", None) if limit is not None else None
     if limit is None or not isinstance(held, Mapping):
         span.set_attributes(wanted)
         return
-    if len(held) + len(wanted) <= limit - HEADROOM:  # the usual case: plenty of room
-        span.set_attributes(wanted)
-        return
-    free = limit - len(held)
-    chosen: dict[str, AttributeValue] = {}
-    ids = reversed(list(identity.ids.items()))  # the user id first, then the company id
-    for reserve, part in ((0, ids), (HEADROOM, iter(identity.details.items()))):
-        for key, value in part:
-            if key in held:  # replacing a value takes no new slot
-                chosen[key] = value
-            elif free > reserve:
-                chosen[key] = value
-                free -= 1
+    app = dict(held)  # a snapshot: setting ours changes the span's own mapping
+    if len(app) + len(wanted) <= limit - HEADROOM:  # the usual case: plenty of room
+        chosen: Mapping[str, AttributeValue] = wanted
+    else:
+        chosen = _fit(identity, app, limit)
     span.set_attributes(chosen)
+    earlier = {key: value for key, value in app.items() if key not in chosen}
+    if earlier:
+        span.set_attributes(earlier)  # set again: now newer than ours, so evicted after ours
     if len(chosen) < len(wanted):
         where = f"the span current at identify() ({getattr(span, 'name', '?')!r})"
         report_cut(where, len(wanted) - len(chosen), limit)
+
+
+def _fit(
+    identity: Identity, held: Mapping[str, AttributeValue], limit: int
+) -> dict[str, AttributeValue]:
+    """What fits in the free slots of a span holding ``held``: the user id, the company id, then
+    the details while ``HEADROOM`` slots stay free; in the order of ``span_attributes``."""
+    free = limit - len(held)
+    chosen: set[str] = set()
+    ids = reversed(list(identity.ids))  # the user id first, then the company id
+    for reserve, part in ((0, ids), (HEADROOM, iter(identity.details))):
+        for key in part:
+            if key in held:  # replacing a value takes no new slot
+                chosen.add(key)
+            elif free > reserve:
+                chosen.add(key)
+                free -= 1
+    return {key: value for key, value in identity.span_attributes.items() if key in chosen}
 
 
 def stamp_current(identity: Identity) -> None:

@@ -23,10 +23,19 @@ from otel_bucket import _spool_queue as spool_queue
 from otel_bucket._fork import after_fork_in_child
 from otel_bucket._mapping import Call
 from otel_bucket._spool_config import DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES
-from otel_bucket._spool_db import Unusable, error_kind, immediate, move_aside, open_file
+from otel_bucket._spool_db import (
+    FileId,
+    Unusable,
+    error_kind,
+    file_id,
+    immediate,
+    move_aside,
+    open_file,
+)
 from otel_bucket._spool_info import SpoolInfo, read_info
+from otel_bucket._spool_log import Harm, SpoolLog
 from otel_bucket._spool_queue import SpooledCall
-from otel_bucket._throttle import Throttle
+from otel_bucket._spool_sweep import sweep
 
 __all__ = ["DEFAULT_LEASE", "Spool", "SpooledCall"]
 
@@ -35,7 +44,7 @@ _log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 DEFAULT_LEASE = 120.0
-_REPORT_INTERVAL = 60.0  # seconds between two ERROR lines about dropped calls
+_SWEEP_EVERY = 3600.0  # seconds between two sweeps of the directory's other files, at most
 
 # Connections inherited through fork(): never used (SQLite forbids it) and never closed (closing
 # could disturb the parent's locks), only kept from the garbage collector.
@@ -100,9 +109,9 @@ class Spool:
         self._owner = f"{self._pid}-{uuid.uuid4().hex[:12]}"
         self._disabled = False
         self._stored = self._acked = self._dropped = 0
-        self._busy = Throttle(60.0, time.monotonic)
-        self._unreported = (0, 0)  # calls dropped (too old, too big) and not yet logged
-        self._next_report = float("-inf")
+        self._log = SpoolLog(self._path, self._max_age, max_bytes, clock)
+        self._file: FileId = None  # the file self._conn has open
+        self._next_sweep = float("-inf")
         after_fork_in_child(self, Spool._after_fork)
 
     def __repr__(self) -> str:
@@ -156,7 +165,7 @@ class Spool:
             self._report(*dropped)
             return len(rows)
 
-        return self._run(put, 0, create=True)
+        return self._run(put, 0, create=True, harm=("not kept", len(rows)))
 
     def claim(self, limit: int) -> list[SpooledCall]:
         """Lease up to ``limit`` of the oldest calls no one else holds, oldest first."""
@@ -188,7 +197,7 @@ class Spool:
             self._acked += deleted
             return deleted
 
-        return self._run(ack, 0, create=False) if keys else 0
+        return self._run(ack, 0, create=False, harm=("sent again", len(keys))) if keys else 0
 
     def release(self, ids: Iterable[int]) -> int:
         """Give leases back (the calls failed again); return how many this object still held."""
@@ -210,7 +219,7 @@ class Spool:
     def close(self) -> None:
         """Give back this object's leases and close the file; a later call opens it again."""
         with self._lock:
-            self._report_now()
+            self._log.flush()
             if self._pid != os.getpid():  # never close the parent's connection
                 self._forget_inherited()
             conn, self._conn = self._conn, None
@@ -234,21 +243,31 @@ class Spool:
                 raise TypeError(f"ids must be integers, got {type(key).__name__}")
         return keys
 
-    def _run(self, op: Callable[[sqlite3.Connection], _T], default: _T, create: bool) -> _T:
-        """``op`` on the open file; a failure gives ``default`` and is dealt with here."""
+    def _run(
+        self,
+        op: Callable[[sqlite3.Connection], _T],
+        default: _T,
+        create: bool,
+        harm: tuple[Harm, int] | None = None,
+    ) -> _T:
+        """``op`` on the open file; a failure gives ``default`` and is dealt with here.
+
+        ``harm`` says what a failure costs beyond a delay, and to how many calls (for the log
+        when the file stays locked by another process)."""
+        self._sweep_now_and_then()
         with self._lock:
             for attempt in (1, 2):
                 if self._disabled:
                     return default
                 try:
                     conn = self._connect(create)
-                    return default if conn is None else op(conn)
+                    result = default if conn is None else op(conn)
+                    self._log.not_busy()
+                    return result
                 except Exception as exc:
                     kind = error_kind(exc)
                     if kind == "busy":
-                        count = self._busy.ready(1)
-                        if count is not None:
-                            _log.warning("otel-bucket spool busy (%d time(s)): %s", count, exc)
+                        self._log.busy(exc, *(harm or (None, 0)))
                         return default
                     if kind == "corrupt" and attempt == 1 and self._set_aside(exc):
                         continue
@@ -259,20 +278,28 @@ class Spool:
         if self._pid != os.getpid():  # forked without the hook having run
             self._forget_inherited()
         if self._conn is not None:
-            return self._conn
-        conn = open_file(
+            if file_id(self._path) == self._file:
+                return self._conn
+            self._forget_connection()  # removed (or replaced) under us: never write to a ghost
+        opened = open_file(
             self._path,
             create=create,
             endpoint=self._endpoint,
             busy_timeout=self._busy_timeout,
             now=self._clock(),
         )
-        if conn is None:
+        if opened is None:
             return None
+        conn, self._file = opened
         try:
             with immediate(conn):  # the limits hold from the start, also for old files
                 dropped = spool_queue.enforce_limits(
                     conn, self._clock(), self._max_bytes, self._max_age
+                )
+                # For the other processes that age out this file while no one uses it.
+                conn.execute(
+                    "INSERT OR REPLACE INTO meta (name, value) VALUES ('max_age', ?)",
+                    (self._max_age,),
                 )
         except BaseException:
             conn.close()
@@ -282,28 +309,21 @@ class Spool:
         return conn
 
     def _report(self, old: int, big: int) -> None:
-        """Count calls lost to the limits; one ERROR line a minute at most says how many."""
-        if old + big:
-            self._dropped += old + big
-            self._unreported = (self._unreported[0] + old, self._unreported[1] + big)
-            if self._clock() >= self._next_report:
-                self._report_now()
+        self._dropped += old + big
+        self._log.dropped(old, big)
 
-    def _report_now(self) -> None:
-        old, big = self._unreported
-        if old + big:
-            self._unreported = (0, 0)
-            self._next_report = self._clock() + _REPORT_INTERVAL
-            _log.error(
-                "otel-bucket spool dropped %d call(s) that will never be sent: %d older than "
-                "%.0f s, %d beyond %d bytes (%s)",
-                old + big,
-                old,
-                self._max_age,
-                big,
-                self._max_bytes,
-                self._path.name,
-            )
+    def _sweep_now_and_then(self) -> None:
+        """Age out the directory's other spool files: at the first use, then hourly at most
+        (outside the lock: this spool's own work does not wait for it)."""
+        now = self._clock()
+        with self._lock:
+            if now < self._next_sweep or self._disabled:
+                return
+            self._next_sweep = now + min(self._max_age, _SWEEP_EVERY)
+        try:
+            self._log.swept(*sweep(self._path.parent, now, self._max_age, keep=self._path))
+        except Exception:  # other files' faults are not this spool's: never fail on them
+            _log.debug("otel-bucket spool could not age out other files", exc_info=True)
 
     def _set_aside(self, exc: BaseException) -> bool:
         """Move a damaged or foreign file aside; True when a fresh start is possible."""

@@ -5,21 +5,26 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit, urlunsplit
+
+from otel_bucket._config import shown_url
 
 __all__ = [
     "Corrupt",
     "Unusable",
     "error_kind",
+    "file_id",
     "file_state",
     "immediate",
+    "meta",
     "move_aside",
     "open_file",
+    "untrusted",
 ]
 
 APPLICATION_ID = 0x4F425350  # "OBSP": marks the file as an otel-bucket spool
@@ -49,6 +54,7 @@ _SCHEMA = (
 )
 
 FileState = Literal["fresh", "ours", "newer", "foreign"]
+FileId = tuple[int, int] | None  # (device, inode); None when there is no file
 
 # SQLite's primary result codes; Python 3.10's exceptions carry only a message (see below).
 _BUSY_CODES = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED
@@ -113,6 +119,12 @@ def file_state(conn: sqlite3.Connection) -> FileState:
     return "foreign"
 
 
+def meta(conn: sqlite3.Connection, name: str) -> object:
+    """A value the file records about itself (``endpoint``, ``max_age``), or None."""
+    row = conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+    return row[0] if row else None
+
+
 def create_schema(conn: sqlite3.Connection, endpoint: str | None, now: float) -> None:
     """Make an empty file a spool; a no-op when another process has just done it."""
     with immediate(conn):
@@ -123,17 +135,10 @@ def create_schema(conn: sqlite3.Connection, endpoint: str | None, now: float) ->
         conn.execute("INSERT INTO meta (name, value) VALUES ('created', ?)", (now,))
         if endpoint is not None:
             conn.execute(
-                "INSERT INTO meta (name, value) VALUES ('endpoint', ?)", (_shown(endpoint),)
+                "INSERT INTO meta (name, value) VALUES ('endpoint', ?)", (shown_url(endpoint),)
             )
         conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-
-def _shown(endpoint: str) -> str:
-    """The endpoint without any user and password it may carry: the file is for display."""
-    parts = urlsplit(endpoint)
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def move_aside(path: Path, now: float) -> Path:
@@ -152,20 +157,79 @@ def move_aside(path: Path, now: float) -> Path:
     return target
 
 
+def untrusted(directory: Path) -> str | None:
+    """Why another user could read or replace the spool in ``directory``, or None.
+
+    Like ssh's StrictModes and pip's cache check: the directory and each one above it must
+    belong to this user or to root, and must not be writable by every user unless sticky (as
+    ``/tmp``: there nobody may rename or delete another user's files). Group-writable is
+    accepted (volumes shared by a deployment's group). Directories that do not exist yet are
+    skipped: they are created as this user's. Not checked where there are no POSIX owners.
+    """
+    if not hasattr(os, "geteuid"):
+        return None
+    me = os.geteuid()
+    real = Path(os.path.realpath(directory))
+    for place in (real, *real.parents):
+        try:
+            info = os.stat(place)
+        except FileNotFoundError:
+            continue
+        if info.st_uid not in (me, 0):
+            return (
+                f"{place} belongs to another user (uid {info.st_uid}), who could read or "
+                "replace the spool; use a directory of your own (BUCKET_SPOOL_DIR)"
+            )
+        if info.st_mode & stat.S_IWOTH and not info.st_mode & stat.S_ISVTX:
+            return (
+                f"{place} is writable by every user, who could replace the spool; "
+                f"chmod o-w it, or use another directory (BUCKET_SPOOL_DIR)"
+            )
+    return None
+
+
+def file_id(path: Path) -> FileId:
+    """What tells this file from one put at the same path later: (device, inode)."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return info.st_dev, info.st_ino
+
+
 def open_file(
     path: Path, *, create: bool, endpoint: str | None, busy_timeout: float, now: float
-) -> sqlite3.Connection | None:
-    """A connection to the spool at ``path``, made a spool if empty; None when there is no
-    file and ``create`` is false.
+) -> tuple[sqlite3.Connection, FileId] | None:
+    """A connection to the spool at ``path``, made a spool if empty, and the file it has open
+    (see ``file_id``); None when there is no file and ``create`` is false.
 
     Raises:
         Corrupt: the file is damaged or foreign (it is left as it was).
-        Unusable: a newer otel-bucket wrote it.
+        Unusable: a newer otel-bucket wrote it, or another user could read or replace it
+            (see ``untrusted``).
         OSError, sqlite3.Error: it cannot be created or opened.
     """
-    if not path.exists():
-        if not create:
+    for _ in range(3):
+        before = file_id(path)
+        conn = _open(path, create=create, endpoint=endpoint, busy_timeout=busy_timeout, now=now)
+        if conn is None:
             return None
+        after = file_id(path)
+        if before is None or after == before:
+            return conn, after
+        conn.close()  # the file was removed while it was being opened (a sweep): again
+    raise sqlite3.OperationalError("database is locked (the file keeps being replaced)")
+
+
+def _open(
+    path: Path, *, create: bool, endpoint: str | None, busy_timeout: float, now: float
+) -> sqlite3.Connection | None:
+    if not path.exists() and not create:
+        return None
+    reason = untrusted(path.parent)
+    if reason is not None:
+        raise Unusable(reason)
+    if not path.exists():
         _make_file(path)
     conn = sqlite3.connect(
         path, timeout=busy_timeout, isolation_level=None, check_same_thread=False

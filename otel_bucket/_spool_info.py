@@ -9,7 +9,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from otel_bucket._spool_db import error_kind, file_state
+from otel_bucket._spool_db import error_kind, file_state, meta
 
 __all__ = ["SpoolInfo", "disk_size", "read_info", "read_spool"]
 
@@ -27,6 +27,17 @@ class SpoolInfo:
     """When the oldest call was spooled (seconds since the epoch)."""
     newest: float | None = None
     """When the newest call was spooled."""
+    made_first: str | None = None
+    """The earliest time a call was made (its own ``timestamp``, ISO 8601); None when the calls
+    carry none. Calls spooled together at an exit were made over the time before it."""
+    made_last: str | None = None
+    """The latest time a call was made."""
+    expired: int = 0
+    """Calls older than ``max_age``: they will never be sent; the next spool to open the file,
+    or a sweep, deletes them."""
+    max_age: float | None = None
+    """The age limit of the file's processes, as the file records it, else the one given to
+    ``read_info``; None for neither."""
     size: int = 0
     """Bytes on disk: the file and its write-ahead log."""
     endpoint: str | None = None
@@ -47,16 +58,24 @@ def disk_size(path: Path) -> int:
     return total
 
 
-def read_info(conn: sqlite3.Connection, path: Path, now: float) -> SpoolInfo:
-    """What the spool behind ``conn`` holds (one read transaction, so the figures agree)."""
+def read_info(
+    conn: sqlite3.Connection, path: Path, now: float, max_age: float | None = None
+) -> SpoolInfo:
+    """What the spool behind ``conn`` holds (one read transaction, so the figures agree);
+    ``max_age`` is the age limit when the file records none."""
     conn.execute("BEGIN")
     try:
+        recorded = meta(conn, "max_age")
+        if isinstance(recorded, int | float) and recorded > 0:
+            max_age = float(recorded)
         calls = dict(conn.execute("SELECT method, COUNT(*) FROM calls GROUP BY method ORDER BY 1"))
-        leased, oldest, newest = conn.execute(
-            "SELECT COALESCE(SUM(lease_until > ?), 0), MIN(spooled), MAX(spooled) FROM calls",
-            (now,),
+        leased, oldest, newest, expired = conn.execute(
+            "SELECT COALESCE(SUM(lease_until > ?), 0), MIN(spooled), MAX(spooled),"
+            " COALESCE(SUM(spooled < ?), 0) FROM calls",
+            (now, float("-inf") if max_age is None else now - max_age),
         ).fetchone()
-        row = conn.execute("SELECT value FROM meta WHERE name = 'endpoint'").fetchone()
+        made = _made(conn)
+        endpoint = meta(conn, "endpoint")
     finally:
         conn.execute("COMMIT")
     return SpoolInfo(
@@ -65,13 +84,31 @@ def read_info(conn: sqlite3.Connection, path: Path, now: float) -> SpoolInfo:
         leased=leased,
         oldest=oldest,
         newest=newest,
+        made_first=made[0],
+        made_last=made[1],
+        expired=expired,
+        max_age=max_age,
         size=disk_size(path),
-        endpoint=row[0] if row else None,
+        endpoint=endpoint if isinstance(endpoint, str) else None,
     )
 
 
-def read_spool(path: str | os.PathLike[str]) -> SpoolInfo:
+def _made(conn: sqlite3.Connection) -> tuple[str | None, str | None]:
+    """The earliest and latest ``timestamp`` of the calls (one format throughout: the greater
+    string is the later time); None where SQLite lacks its JSON functions."""
+    try:
+        first, last = conn.execute(
+            "SELECT MIN(t), MAX(t) FROM (SELECT json_extract(payload, '$.timestamp') AS t"
+            " FROM calls) WHERE typeof(t) = 'text'"
+        ).fetchone()
+    except sqlite3.OperationalError:  # no such function: json_extract (SQLite before 3.38)
+        return None, None
+    return first, last
+
+
+def read_spool(path: str | os.PathLike[str], max_age: float | None = None) -> SpoolInfo:
     """What a spool file holds, for ``otel-bucket spool``: changes nothing, creates nothing.
+    ``max_age`` is the age limit when the file records none.
 
     Raises:
         ValueError: the file is not an otel-bucket spool (foreign, damaged or newer).
@@ -95,7 +132,7 @@ def read_spool(path: str | os.PathLike[str]) -> SpoolInfo:
             raise ValueError(
                 "written by a newer otel-bucket" if state == "newer" else "not an otel-bucket spool"
             )
-        return read_info(conn, path, time.time())
+        return read_info(conn, path, time.time(), max_age)
     except sqlite3.DatabaseError as exc:
         if error_kind(exc) == "corrupt":
             raise ValueError(f"damaged ({exc})") from None

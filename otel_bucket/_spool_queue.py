@@ -17,6 +17,7 @@ __all__ = [
     "Row",
     "SpooledCall",
     "delete",
+    "drop_older",
     "encode",
     "enforce_limits",
     "insert",
@@ -88,7 +89,7 @@ def enforce_limits(
 ) -> tuple[int, int]:
     """Drop the oldest calls beyond the age limit, then beyond the size limit, until the file's
     pages in use fit in ``max_bytes``; return (too old, too big)."""
-    old = _drop_oldest(conn, cutoff=now - max_age, excess=0)
+    old = drop_older(conn, now - max_age)
     big = 0
     page_size = conn.execute("PRAGMA page_size").fetchone()[0]
     for _ in range(_ROUNDS):
@@ -104,6 +105,11 @@ def enforce_limits(
             break
         big += dropped
     return old, big
+
+
+def drop_older(conn: sqlite3.Connection, cutoff: float) -> int:
+    """Delete the calls spooled before ``cutoff`` (see ``_drop_oldest``); return how many."""
+    return _drop_oldest(conn, cutoff=cutoff, excess=0)
 
 
 def _drop_oldest(conn: sqlite3.Connection, cutoff: float | None, excess: int) -> int:

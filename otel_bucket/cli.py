@@ -125,29 +125,9 @@ def _build_parser() -> _Parser:
     )
     demo.set_defaults(run=_run_demo)
 
-    spool = commands.add_parser(
-        "spool",
-        help="show what the durable spool holds",
-        description="Show what each spool file holds: calls that could not be delivered "
-        "before a process ended, waiting for the next process with the same endpoint and "
-        "tracking key. Per file: calls per method, the oldest and newest, the size on disk. "
-        "Reads only; never shows a tracking key.",
-    )
-    spool.add_argument(
-        "action",
-        nargs="?",
-        choices=("flush",),
-        help="flush: send what the spool for BUCKET_ENDPOINT and BUCKET_TRACKING_KEY holds "
-        "now; the exit code is 0 when it is empty afterwards",
-    )
-    spool.add_argument(
-        "--dir",
-        metavar="DIR",
-        type=Path,
-        help="spool directory (default: BUCKET_SPOOL_DIR, else the user cache directory)",
-    )
-    spool.set_defaults(run=_run_spool)
+    from otel_bucket._cli.spool import add_spool_command
 
+    add_spool_command(commands)
     from otel_bucket._cli.bridge import add_bridge_command
 
     add_bridge_command(commands)
@@ -224,96 +204,6 @@ def _run_demo(args: argparse.Namespace) -> int:
             return run_demo(_say, verbose=not args.quiet, serve=args.serve)
         except KeyboardInterrupt:
             return 130
-
-
-def _size(size: int) -> str:
-    if size < 1024:
-        return f"{size} B"
-    if size < 1024 * 1024:
-        return f"{size / 1024:.1f} KiB"
-    return f"{size / (1024 * 1024):.1f} MiB"
-
-
-def _when(seconds: float | None) -> str:
-    from datetime import datetime, timezone
-
-    from otel_bucket._mapping import utc_iso
-
-    return "-" if seconds is None else utc_iso(datetime.fromtimestamp(seconds, timezone.utc))
-
-
-_LOGS = ("-wal", "-shm")
-
-
-def _run_spool(args: argparse.Namespace) -> int:
-    import sqlite3
-
-    from otel_bucket._spool_config import list_spools, resolve_spool_dir
-    from otel_bucket._spool_info import read_spool
-
-    directory = args.dir if args.dir is not None else resolve_spool_dir()
-    if directory is None:
-        _say("The spool is off (BUCKET_SPOOL_DIR=off).")
-        return 0
-    if args.action == "flush":
-        return _flush_spool(directory)
-    files = list_spools(directory)
-    aside = [p for p in Path(directory).glob("spool-*.db.corrupt-*") if not p.name.endswith(_LOGS)]
-    if not files:
-        _say(f"No spool files in {directory}.")
-    else:
-        _say(f"Spool directory: {directory}")
-    unreadable = calls = 0
-    for path in files:
-        try:
-            info = read_spool(path)
-        except (ValueError, OSError, sqlite3.Error) as exc:
-            _say(f"{path.name}: cannot read it: {exc}")
-            unreadable += 1
-            continue
-        calls += info.total
-        _say(f"{path.name}  {info.endpoint or '(endpoint not recorded)'}")
-        if not info.total:
-            _say(f"  empty, {_size(info.size)} on disk")
-            continue
-        methods = ", ".join(f"{n} {m}" for m, n in sorted(info.calls.items(), key=_phase))
-        sending = f" ({info.leased} being sent)" if info.leased else ""
-        _say(f"  {info.total} call(s): {methods}{sending}")
-        _say(f"  oldest {_when(info.oldest)}, newest {_when(info.newest)}")
-        _say(f"  {_size(info.size)} on disk")
-    if files:
-        _say(f"{len(files)} spool file(s), {calls} call(s) waiting.")
-    if aside:
-        _say(f"{len(aside)} damaged or foreign file(s) set aside as *.corrupt-*, never read again.")
-    return 1 if unreadable else 0
-
-
-def _flush_spool(directory: Path) -> int:
-    """Send the spool of the configured endpoint and key; 0 when it is empty afterwards."""
-    from otel_bucket import BucketSpanExporter
-
-    try:
-        exporter = BucketSpanExporter(spool_dir=directory)
-    except (TypeError, ValueError) as exc:
-        print(f"otel-bucket spool flush: {exc}", file=sys.stderr)
-        return 2
-    try:
-        before = exporter._spooling.waiting()
-        left = exporter._drain_spool()
-    finally:
-        exporter.shutdown()
-    stats = exporter.stats
-    _say(
-        f"{before} call(s) were waiting for {exporter.settings.endpoint}: {stats.delivered} "
-        f"delivered, {stats.rejected} rejected, {left} still waiting."
-    )
-    return 0 if left == 0 else 1
-
-
-def _phase(item: tuple[str, int]) -> tuple[int, str]:
-    """user, company, event: the order the calls are sent in; anything else after them."""
-    order = ("user", "company", "event")
-    return (order.index(item[0]) if item[0] in order else len(order), item[0])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

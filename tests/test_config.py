@@ -10,6 +10,8 @@ import pytest
 
 from otel_bucket import BucketSpanExporter
 from otel_bucket._config import resolve_settings
+from tests._capture import CaptureServer
+from tests._spans import make_spans
 
 
 @pytest.mark.parametrize(
@@ -104,6 +106,11 @@ def test_malformed_environment_warns_and_uses_default(
         ("endpoint", "https://example.com/?q=1", ValueError),
         ("endpoint", "http://example.com:99999", ValueError),
         ("endpoint", 5, TypeError),
+        ("endpoint", "http://127.0.0.1:9/a b", ValueError),
+        ("endpoint", "http://127.0.0.1:9/caf\u00e9", ValueError),
+        ("endpoint", "http://caf\u00e9.example", ValueError),
+        ("endpoint", "http://127.0.0.1:9/a%zz", ValueError),
+        ("endpoint", "http://token@127.0.0.1:9", ValueError),
         ("offline", "perhaps", ValueError),
         ("tracking_key", "", ValueError),
         ("tracking_key", "a/b", ValueError),
@@ -171,20 +178,28 @@ def test_malformed_environment_key_is_not_logged(
 
 
 @pytest.mark.parametrize(
-    "bad", ["127.0.0.1:8787", "ftp://x", "http://u:secret@127.0.0.1:9", "http://127.0.0.1:9/#x"]
+    ("bad", "shown"),
+    [
+        ("127.0.0.1:8787", "127.0.0.1:8787"),
+        ("ftp://x", "ftp://x"),
+        ("http://u:secret@127.0.0.1:9", "http://***@127.0.0.1:9"),
+        ("http://secret@127.0.0.1:9/p", "http://***@127.0.0.1:9/p"),
+        ("http://127.0.0.1:9/#secret", "http://127.0.0.1:9/#***"),
+        ("https://127.0.0.1:9/api?token=secret", "https://127.0.0.1:9/api?***"),
+        ("https://127.0.0.1:9/a b?token=secret", "https://127.0.0.1:9/a b?***"),
+    ],
 )
 def test_malformed_environment_endpoint_sends_nothing_and_says_so(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, bad: str
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, bad: str, shown: str
 ) -> None:
-    """A malformed BUCKET_ENDPOINT never falls back to production: one ERROR, nothing sent."""
-    from tests._spans import make_spans
-
+    """A malformed BUCKET_ENDPOINT never falls back to production: one ERROR naming the variable
+    and the production endpoint, without a user, password, query or fragment; nothing sent."""
     monkeypatch.setenv("BUCKET_ENDPOINT", bad)
     with caplog.at_level(logging.ERROR, logger="otel_bucket"):
         exporter = BucketSpanExporter("k")
     [error] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert "BUCKET_ENDPOINT" in error and "secret" not in error
-    assert bad.replace("secret", "***") in error
+    assert f"BUCKET_ENDPOINT={shown!r}" in error and "tracking.bucket.co" in error
     assert exporter.settings.endpoint == ""
     assert "tracking.bucket.co" not in repr(exporter)
     result = exporter.export(make_spans({"enduser.id": "u", "bucket.event": "E"}))
@@ -192,3 +207,18 @@ def test_malformed_environment_endpoint_sends_nothing_and_says_so(
     exporter.shutdown()
     stats = exporter.stats
     assert (stats.delivered, stats.undelivered, stats.calls) == (0, 2, 2)
+
+
+def test_an_endpoint_with_a_space_or_accent_fails_at_construction_not_per_call(
+    server: CaptureServer,
+) -> None:
+    """Issue 19: the message says what is wrong and how to write it; a %-escape is sent as is."""
+    with pytest.raises(ValueError, match=r"endpoint .*ASCII.* %20.*it has ' '"):
+        BucketSpanExporter("k", endpoint=f"{server.url}/my path")
+    with pytest.raises(ValueError, match=r"endpoint .*xn--.*it has 'é'"):
+        BucketSpanExporter("k", endpoint=f"{server.url}/café")
+    exporter = BucketSpanExporter("k", endpoint=f"{server.url}/my%20path/", spool_dir=False)
+    result = exporter.export(make_spans({"enduser.id": "u", "bucket.event": "E"}))
+    exporter.shutdown()
+    assert result.name == "SUCCESS"
+    assert sorted(r.path for r in server.requests) == ["/my%20path/k/event", "/my%20path/k/user"]

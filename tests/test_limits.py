@@ -296,3 +296,24 @@ def test_one_free_slot_goes_to_the_user_id(
         pass
     attributes = dict(only(memory, "GET /").attributes or {})
     assert attributes == {**held, "enduser.id": "u1"}
+
+
+@pytest.mark.parametrize("user_attributes", [30, 120])
+def test_attributes_set_after_identify_push_ours_out_not_the_applications(
+    traced: tuple[TracerProvider, InMemorySpanExporter], user_attributes: int
+) -> None:
+    """Issue 19: 14 attributes at the span's start, identify(), then 106 more (the app's own
+    120, default limit 128): all 120 stay; what goes is ours, the details before the ids."""
+    provider, memory = traced
+    tracer = provider.get_tracer("app")
+    early = {f"app.early{i:03d}": i for i in range(14)}
+    late = {f"app.late{i:03d}": i for i in range(106)}
+    with (
+        tracer.start_as_current_span("GET /", attributes=early) as span,
+        identify("u1", "c1", user_attributes=many("a", user_attributes)),
+    ):
+        span.set_attributes(late)
+    attributes = dict(only(memory, "GET /").attributes or {})
+    assert {k: v for k, v in attributes.items() if k.startswith("app.")} == {**early, **late}
+    assert len(attributes) == 128
+    assert attributes["enduser.id"] == "u1" and attributes["bucket.company.id"] == "c1"

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
-from otel_bucket._mapping import Call
+from otel_bucket._mapping import Call, utc_iso
 from otel_bucket._spool import Spool
-from otel_bucket._spool_config import spool_path
+from otel_bucket._spool_config import list_spools, spool_path
 from otel_bucket.cli import main
 from tests._running import python, run
 
 KEY = "sk-cli-secret-key"
 START = 1_800_000_000.0  # 2027-01-15T08:00:00Z
+DAY = 86400.0
 
 
 def make_spool(directory: Path, endpoint: str, key: str, calls: list[Call]) -> Path:
@@ -40,7 +44,7 @@ def ev(n: int) -> Call:
 def test_shows_each_spool_without_the_key(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Per file: the endpoint, calls per method in sending order, oldest and newest, size."""
+    """Per file: the endpoint, calls per method in sending order, when spooled, size."""
     first = make_spool(
         tmp_path,
         "https://tracking.bucket.co",
@@ -54,12 +58,12 @@ def test_shows_each_spool_without_the_key(
         first.name: [
             f"{first.name}  https://tracking.bucket.co",
             "  4 call(s): 1 user, 1 company, 2 event",
-            "  oldest 2027-01-15T08:00:00.000Z, newest 2027-01-15T08:01:30.000Z",
+            "  spooled 2027-01-15T08:00:00.000Z to 2027-01-15T08:01:30.000Z",
         ],
         second.name: [
             f"{second.name}  http://127.0.0.1:8000",
             "  1 call(s): 1 event",
-            "  oldest 2027-01-15T08:00:00.000Z, newest 2027-01-15T08:00:00.000Z",
+            "  spooled 2027-01-15T08:00:00.000Z",
         ],
     }
     lines = out.splitlines()
@@ -153,3 +157,138 @@ def test_help_names_the_option(capsys: pytest.CaptureFixture[str]) -> None:
     assert info.value.code == 0
     out = capsys.readouterr().out
     assert "--dir" in out and "BUCKET_SPOOL_DIR" in out and "tracking key" in out
+
+
+def made(n: int, at: float) -> Call:
+    stamp = utc_iso(datetime.fromtimestamp(at, timezone.utc))
+    return Call("event", {"event": "Export", "userId": str(n), "timestamp": stamp})
+
+
+def test_calls_spooled_together_show_when_they_were_made(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 20: 500 calls made over 0.3 s and spooled in one go at exit: the listing shows the
+    0.3 s over which they were made (their own timestamps), and the one moment of spooling."""
+    calls = [made(i, START - 0.3 + i * 0.3 / 499) for i in range(500)]
+    path = spool_path(tmp_path, "https://tracking.bucket.co", KEY)
+    sp = Spool(path, clock=lambda: START, endpoint="https://tracking.bucket.co")
+    assert sp.put(calls) == 500
+    sp.close()
+    assert main(["spool", "--dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[3] == (
+        "  made 2027-01-15T07:59:59.700Z to 2027-01-15T08:00:00.000Z,"
+        " spooled 2027-01-15T08:00:00.000Z"
+    )
+
+
+def stale_spools(directory: Path) -> tuple[Path, Path, Path]:
+    """Three files: calls from 3 days ago, calls of both then and now, and an empty file."""
+    now = time.time()
+    old = make_spool_at(directory, "https://gone.example", [(now - 3 * DAY, [ev(1), ev(2)])])
+    mixed = make_spool_at(
+        directory, "https://live.example", [(now - 3 * DAY, [ev(3)]), (now, [ev(4)])]
+    )
+    empty = make_spool_at(directory, "https://empty.example", [(now, [ev(5)])])
+    sp = Spool(empty, clock=lambda: 0.0)  # its clock: nothing is old to it, nothing swept
+    sp.ack([c.id for c in sp.claim(10)])
+    sp.close()
+    return old, mixed, empty
+
+
+def make_spool_at(directory: Path, endpoint: str, batches: list[tuple[float, list[Call]]]) -> Path:
+    """A closed spool with each batch of calls spooled at its own time, made apart and moved
+    in (so that it does not age out the directory's other files), recording the default age
+    limit (48h)."""
+    path = spool_path(directory, endpoint, KEY)
+    workshop = directory.parent / f"{directory.name}-workshop"
+    at = [0.0]
+    sp = Spool(workshop / path.name, clock=lambda: at[0], endpoint=endpoint, max_age=10 * DAY)
+    for when, calls in batches:
+        at[0] = when
+        sp.put(calls)
+    sp.close()
+    db = sqlite3.connect(workshop / path.name, isolation_level=None)
+    db.execute("UPDATE meta SET value = ? WHERE name = 'max_age'", (2 * DAY,))
+    db.close()
+    directory.mkdir(exist_ok=True)
+    os.replace(workshop / path.name, path)
+    return path
+
+
+def test_stale_calls_and_files_are_named_with_how_to_remove_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 20: calls older than BUCKET_SPOOL_MAX_AGE are marked stale per file, are not
+    counted as waiting, and the summary says how to remove them."""
+    old, mixed, _ = stale_spools(tmp_path)
+    assert main(["spool", "--dir", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    start = lines.index(f"{old.name}  https://gone.example")
+    assert lines[start + 4] == "  stale: all 2 call(s) spooled more than 48h ago will never be sent"
+    start = lines.index(f"{mixed.name}  https://live.example")
+    assert lines[start + 4] == "  stale: 1 call(s) spooled more than 48h ago will never be sent"
+    assert "3 spool file(s), 1 call(s) waiting." in lines
+    assert lines[-1] == (
+        "3 stale call(s) and 1 empty file(s): `otel-bucket spool prune` deletes the calls older "
+        "than their spool's age limit (or --older-than) and the files left empty; spools also "
+        "do it on their own, hourly."
+    )
+
+
+def test_prune_deletes_stale_calls_and_unused_empty_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`spool prune`: calls beyond their file's age limit deleted, files left empty removed
+    unless a process has one open, what it did said per file; --older-than 0 empties all."""
+    old, mixed, empty = stale_spools(tmp_path)
+    holder = Spool(empty, clock=lambda: 0.0)  # its clock: nothing is old to it
+    holder.info()  # a process has the empty file open
+    try:
+        assert main(["spool", "prune", "--dir", str(tmp_path)]) == 0
+    finally:
+        holder.close()
+    out = capsys.readouterr().out.splitlines()
+    assert sorted(out[1:4]) == sorted(
+        [
+            f"{old.name}  https://gone.example: 2 call(s) deleted, file removed",
+            f"{mixed.name}  https://live.example: 1 call(s) deleted, 1 newer kept",
+            f"{empty.name}  https://empty.example: 0 call(s) deleted, empty (kept: a process "
+            "has it open)",
+        ]
+    )
+    assert out[4] == "Deleted 3 call(s) spooled beyond their age limit and removed 1 file(s)."
+    assert list_spools(tmp_path) == sorted([mixed, empty])
+    assert main(["spool", "prune", "--dir", str(tmp_path)]) == 0  # the empty file is free now
+    assert list_spools(tmp_path) == [mixed]
+    assert main(["spool", "prune", "--older-than", "0", "--dir", str(tmp_path)]) == 0
+    assert list_spools(tmp_path) == []
+    assert "Deleted 1 call(s) spooled more than 0s ago and removed 1 file(s)." in (
+        capsys.readouterr().out
+    )
+
+
+def test_prune_rejects_a_bad_age(capsys: pytest.CaptureFixture[str]) -> None:
+    """--older-than takes a duration; anything else is a usage error naming it."""
+    with pytest.raises(SystemExit) as info:
+        main(["spool", "prune", "--older-than", "soon"])
+    assert info.value.code == 2
+    assert "--older-than" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid"), reason="POSIX owners and modes")
+def test_the_listing_says_a_directory_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 19: a directory every user may write to is named, with why processes do not use
+    it (see tests/test_spool_trust.py)."""
+    place = tmp_path / "shared"
+    place.mkdir()
+    os.chmod(place, 0o777)
+    assert main(["spool", "--dir", str(place)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == (
+        f"Not used: {place} is writable by every user, who could replace the spool; chmod o-w "
+        "it, or use another directory (BUCKET_SPOOL_DIR). Processes turn their spool off here "
+        "(one warning each)."
+    )

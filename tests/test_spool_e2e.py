@@ -7,6 +7,7 @@ import logging
 import re
 import sqlite3
 import textwrap
+import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -17,7 +18,7 @@ import pytest
 from otel_bucket import BucketSpanExporter
 from otel_bucket._spool_config import list_spools
 from otel_bucket._spool_info import read_spool
-from tests._capture import CaptureServer
+from tests._capture import CaptureServer, Reply
 from tests._running import Running, child_env, free_port, python, run
 from tests._spans import make_spans
 
@@ -220,3 +221,47 @@ def test_spool_flush_sends_now_and_says_so(
     assert "501 delivered" in up.stdout
     assert _numbers(server) == Counter(range(500))
     assert KEY not in up.stdout + up.stderr
+
+
+def _flush_env(spool_dir: Path, endpoint: str) -> dict[str, str]:
+    return child_env(
+        BUCKET_SPOOL_DIR=str(spool_dir),
+        BUCKET_TRACKING_KEY=KEY,
+        BUCKET_ENDPOINT=endpoint,
+        BUCKET_TIMEOUT="30",
+    )
+
+
+def test_overlapping_flushes_tell_the_truth(
+    refused: str, spool_dir: Path, server: CaptureServer
+) -> None:
+    """Issue 19: a second `spool flush` while a first one is sending the same calls waits for
+    it, exits 0 and says another process sent them; the spool ends empty, each call sent once."""
+    proc = run(python("-c", PRODUCER, KEY, refused, "1"), env=_env(spool_dir), timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    [spool] = list_spools(spool_dir)
+    server.route(lambda path, body: Reply(delay=60))  # answers once released
+    flush = python("-m", "otel_bucket", "spool", "flush")
+    first = Running(flush, env=_flush_env(spool_dir, server.url))
+    second: Running | None = None
+    try:
+        deadline = time.monotonic() + 30
+        while read_spool(spool).leased < 501:  # the first flush holds every call
+            assert time.monotonic() < deadline, first.lines
+            time.sleep(0.05)
+        second = Running(flush, env=_flush_env(spool_dir, server.url))
+        second.expect(r"Another process is sending 501 of these call\(s\); waiting for it")
+        server.release()
+        assert first.wait(60) == 0, first.lines
+        assert second.wait(60) == 0, second.lines
+    finally:
+        first.kill()
+        if second is not None:
+            second.kill()
+    assert second.lines[-1] == (
+        f"501 call(s) were waiting for {server.url}: 0 delivered, 0 rejected, 501 sent by "
+        "another process, 0 still waiting."
+    )
+    assert "501 delivered" in first.lines[-1]
+    assert read_spool(spool).total == 0
+    assert _numbers(server) == Counter(range(500))
