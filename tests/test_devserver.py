@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import sqlite3
 import threading
 import time
@@ -16,6 +17,7 @@ import requests
 
 from otel_bucket.devserver import DevServer, DevServerError, format_line
 from tests._browser import parse
+from tests._running import Running, python
 
 JSON = "application/json"
 TS = "2026-11-27T14:03:05.123Z"
@@ -476,3 +478,32 @@ def test_terminal_line_names_method_ids_event_and_outcome(
         post(dev, method, body)
     [line] = lines
     assert expected in line
+
+
+def test_terminal_lines_stay_whole_when_calls_arrive_at_once(tmp_path: Path) -> None:
+    """`otel-bucket devserver` under 16 clients at once: every call is one whole line."""
+    db = tmp_path / "dev.sqlite3"
+    proc = Running(python("-m", "otel_bucket", "devserver", "--port", "0", "--db", str(db)))
+    try:
+        url = proc.expect(r"listening on (http://127\.0\.0\.1:\d+)").group(1)
+        proc.expect(r"Press Ctrl-C to stop")
+
+        def send(worker: int) -> None:
+            with requests.Session() as session:
+                for n in range(40):
+                    body = {"event": "e", "userId": f"{worker}-{n}"}
+                    session.post(f"{url}/trk/event", json=body, timeout=10).raise_for_status()
+
+        threads = [threading.Thread(target=send, args=(worker,)) for worker in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert proc.interrupt() == 0
+    finally:
+        proc.kill()
+    whole = re.compile(r"\d\d:\d\d:\d\d 200 accepted event   'e' userId='\d+-\d+'")
+    calls = [line for line in proc.lines if "accepted" in line]
+    broken = [line for line in calls if not whole.fullmatch(line)]
+    assert broken == []
+    assert len(calls) == 16 * 40
