@@ -19,6 +19,7 @@ from otel_bucket._schema import METHODS, SchemaError, parse_body, parse_timestam
 from otel_bucket.devserver._analytics import Overview
 from otel_bucket.devserver._masking import mask_key, mask_path
 from otel_bucket.devserver._store import Call, CallFilter, Store, utc_iso
+from otel_bucket.devserver._trends import WEEKS
 
 __all__ = ["Adoption", "Answer", "Snapshot", "TrackingApp", "adoption", "format_line"]
 
@@ -182,9 +183,9 @@ class TrackingApp:
             return self._record(key, method, 500, raw, [reason])
         return self._record(key, method, 200, raw, [], _timestamp(payload))
 
-    def overview(self) -> Overview:
-        """Every feature and company as of `now`: funnel, trend, adoption per company."""
-        return Overview.build(self.store, self.now())
+    def overview(self, weeks: int = WEEKS) -> Overview:
+        """Every feature and company as of `now`: funnels, trend, adoption per company."""
+        return Overview.build(self.store, self.now(), weeks=weeks)
 
     def snapshot(
         self,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,6 +20,7 @@ from otel_bucket._mapping import utc_iso
 from otel_bucket._schema import parse_timestamp
 from otel_bucket.devserver._bodies import body_to_store, clean, load_stored, text_or_none
 from otel_bucket.devserver._masking import mask_key
+from otel_bucket.devserver._tables import install
 
 __all__ = ["DEFAULT_DB", "Call", "CallFilter", "Store", "StoreError", "load_stored", "utc_iso"]
 
@@ -155,6 +156,7 @@ class Store:
             # Proves the file is writable now rather than on the first call.
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute("ROLLBACK")
+            install(self._db)
         except sqlite3.Error as exc:
             self._db.close()
             raise StoreError(f"cannot write database {self.path}: {_reason(exc)}") from None
@@ -257,14 +259,14 @@ class Store:
     def counts(self) -> dict[str, int]:
         """Accepted calls per method, and ``rejected`` for every call answered otherwise."""
         counts = {"user": 0, "company": 0, "event": 0, "rejected": 0}
-        for method, status, count in self.query(
-            "SELECT method, status = 200, COUNT(*) FROM calls GROUP BY method, status = 200", ()
-        ):
-            key = method if status and method in counts else "rejected"
+        for method, status, count in self.query("SELECT method, status, calls FROM tallies"):
+            key = method if status == 200 and method in counts else "rejected"
             counts[key] += count
         return counts
 
-    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    def query(
+        self, sql: str, params: tuple[Any, ...] | Mapping[str, Any] = ()
+    ) -> list[tuple[Any, ...]]:
         """Run one read-only query (for the views built on the calls table)."""
         with self._lock:
             return self._db.execute(sql, params).fetchall()
