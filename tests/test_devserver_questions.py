@@ -13,7 +13,7 @@ import re
 import sqlite3
 from collections import defaultdict
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -312,9 +312,26 @@ def recount(calls: list[tuple[str, dict[str, Any]]]) -> dict[tuple[str, str], tu
     return found
 
 
+def recount_weeks(calls: list[tuple[str, dict[str, Any]]]) -> dict[tuple[str, str, str], int]:
+    """(feature, ISO week's Monday, company) -> its users active that week, from the calls."""
+    companies: dict[str, set[str]] = defaultdict(set)
+    active: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+    for method, body in calls:
+        if method == "company" and "userId" in body:
+            companies[body["userId"]].add(body["companyId"])
+    for method, body in calls:
+        if method == "event":
+            day = datetime.fromisoformat(body["timestamp"][:10]).date()
+            monday = (day - timedelta(days=day.weekday())).isoformat()
+            for company in companies[body["userId"]]:
+                active[(body["event"], monday, company)].add(body["userId"])
+    return {key: len(users) for key, users in active.items()}
+
+
 def test_aggregates_match_a_recount_whatever_the_order_of_arrival(tmp_path: Path) -> None:
-    """Calls stored in a shuffled order, then again by an older database being opened."""
-    calls = sample_calls(NOW, companies=8, users=150, days=40)
+    """Calls stored in a shuffled order (users join companies before and after their events),
+    then again by an older database being opened."""
+    calls = sample_calls(NOW, companies=8, users=150, days=40, shared=10)
     random.Random(3).shuffle(calls)
     db = tmp_path / "dev.sqlite3"
     store = Store(db)
@@ -324,19 +341,30 @@ def test_aggregates_match_a_recount_whatever_the_order_of_arrival(tmp_path: Path
     columns = "event, user_id, events, days, first_ts, last_ts, adopted_at"
     stored = {(r[0], r[1]): r[2:] for r in store.query(f"SELECT {columns} FROM uses")}
     assert stored == expected
+    weeks = {(e, w, c): n for e, w, c, n in store.query("SELECT * FROM company_weeks")}
+    assert weeks == recount_weeks(calls)
+    daily: dict[tuple[str, str], int] = defaultdict(int)
+    for method, body in calls:
+        if method == "event":
+            daily[(body["event"], body["timestamp"][:10])] += 1
+    assert {(e, d): n for e, d, n in store.query("SELECT * FROM feature_days")} == daily
     members = store.query("SELECT company_id, user_id FROM members ORDER BY 1, 2")
     store.close()
     # A database from before the aggregates: the same calls, no aggregate tables.
     with sqlite3.connect(db) as raw:
         for (name,) in raw.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'"):
             raw.execute(f"DROP TRIGGER {name}")
-        for table in ("uses", "use_days", "use_weeks", "members", "entities", "tallies"):
+        for (table,) in raw.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%'"
+            " AND name != 'calls'"
+        ).fetchall():
             raw.execute(f"DROP TABLE {table}")
         raw.execute("PRAGMA user_version = 0")
     raw.close()
     store = Store(db)
     assert {(r[0], r[1]): r[2:] for r in store.query(f"SELECT {columns} FROM uses")} == expected
     assert store.query("SELECT company_id, user_id FROM members ORDER BY 1, 2") == members
+    assert {(e, w, c): n for e, w, c, n in store.query("SELECT * FROM company_weeks")} == weeks
     assert store.counts()["event"] == sum(1 for method, _ in calls if method == "event")
     store.close()
 

@@ -204,7 +204,7 @@ class Overview:
         index = {day: n for n, day in enumerate(days)}
         counts: dict[str, list[int]] = {f.name: [0] * CHART_DAYS for f in self.features}
         for event, day, events in store.query(
-            "SELECT event, day, SUM(events) FROM use_days WHERE day >= ? GROUP BY event, day",
+            "SELECT event, day, events FROM feature_days WHERE day >= ?",
             (days[0],),
         ):
             if event in counts and day in index:

@@ -57,14 +57,15 @@ thead .sticky { background: #f1f3f5; z-index: 2; }
 #matrix thead th.f { white-space: normal; min-width: 6.5em; max-width: 8.5em;
   vertical-align: bottom; }
 #matrix thead th.f .clamp { -webkit-line-clamp: 3; }
-thead tr.group th { text-align: center; border-bottom: 1px solid #d0d7de; }
+thead tr.group th { text-align: center; border-bottom: 1px solid #d0d7de; white-space: normal; }
 th.sorted, td.sorted { outline: 2px solid #e0a800; outline-offset: -2px; }
 .caption { margin: .3em 0; } .caption b { background: #fff3c4; padding: 0 .3em; }
 time, .nowrap { white-space: nowrap; } .muted, .muted a { color: #777; }
 .cell { text-align: right; white-space: nowrap; min-width: 6.5em; }
 .cell .pct { color: #555; font-size: .85em; } .cell .ev { color: #666; font-size: .85em; }
 .cell a { color: inherit; } .cell time { color: #666; font-size: .85em; }
-.cell.idle { background: #eef0f2 !important; color: #666; }
+.cell.idle { background: repeating-linear-gradient(135deg, #e9ecef 0 5px, #f6f7f8 5px 10px)
+  !important; color: #666; }
 .cell.idle time { color: #b3261e; } .idle-note { color: #b3261e; }
 .tabs { display: inline-flex; gap: .8em; flex-wrap: wrap; margin: .2em 0; }
 figure { margin: 0 2em .5em 0; } figcaption { color: #555; font-size: .85em; }

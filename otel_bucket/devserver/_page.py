@@ -68,16 +68,15 @@ def _features(overview: Overview, weeks: int) -> str:
         *stage_heads,
         f'<th class="n" title="{e(titles["dropped"])}">dropped</th>',
         "<th>last seen</th>",
-        f"<th>active users per week <small>(common scale: full height = {number(peak)})</small>"
-        "</th>",
+        "<th>active users per week</th>",
     ]
     group = (
         '<th colspan="2"></th>'
         f'<th colspan="4" title="{e(titles["company"])}">companies '
         f"<small>(of {number(companies)})</small></th>"
         f'<th colspan="4">users <small>(of {number(overview.users)})</small></th>'
-        f'<th colspan="2"><small>last {weeks} weeks, this week on the right, still running'
-        "</small></th>"
+        f'<th colspan="2"><small>last {weeks} weeks, this week (still running) on the right;'
+        f" one scale for all: full height = {number(peak)} users</small></th>"
     )
     rows = [_feature_row(f, overview, companies, peak) for f in overview.features]
     empty = "No event calls yet: a feature appears here once it is used."

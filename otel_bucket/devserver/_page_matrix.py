@@ -111,12 +111,15 @@ def _feature_header(feature: str, current: str, direction: str, base: dict[str, 
     )
 
 
-def _cell(company: Company, label: str, feature: str, cell: Cell | None, now: datetime) -> str:
+def _cell(
+    company: Company, label: str, feature: str, cell: Cell | None, now: datetime, marked: bool
+) -> str:
     known = company.users
+    outline = " sorted" if marked else ""
     if cell is None:
         title = f"{label}: {feature} not used by any of its {known} users"
         return (
-            f'<td class="zero" title="{e(title)}">0/{number(known)}<br>'
+            f'<td class="zero{outline}" title="{e(title)}">0/{number(known)}<br>'
             '<span class="ev">not used</span></td>'
         )
     share = percent(cell.share)
@@ -133,7 +136,7 @@ def _cell(company: Company, label: str, feature: str, cell: Cell | None, now: da
     mark = f'<span class="stage-{cell.stage}">{MARKS[cell.stage]}</span>'
     users = href("/feature", {"name": feature, "company": company.id}) + "#users"
     return (
-        f'<td class="cell{" idle" if resting else ""}" style="background:{shade}"'
+        f'<td class="cell{" idle" if resting else ""}{outline}" style="background:{shade}"'
         f' title="{e(title)}">{mark} <a href="{users}"><b>{number(cell.users)}</b>/'
         f'{number(known)}</a> <span class="pct">{share}</span><br>'
         f'<span class="ev">{count(cell.events, "event")}</span><br>'
@@ -191,6 +194,7 @@ def render_matrix(overview: Overview, query: Query) -> str:
     state = {**base, "sort": sort, "dir": direction}
     # The feature sorted on comes first, so that the order is explained without scrolling.
     features = sorted(overview.features, key=lambda f: _FEATURE + f.name != sort)
+    marked = bool(features) and _FEATURE + features[0].name == sort
     headers = [_header(text, key, sort, direction, base) for key, text in _COLUMNS.items()]
     headers += [_feature_header(f.name, sort, direction, base) for f in features]
     rows = []
@@ -203,7 +207,8 @@ def render_matrix(overview: Overview, query: Query) -> str:
             f"<td>{when(company.last_seen, overview.now)}</td>",
         ]
         cells += [
-            _cell(company, label, f.name, f.cells.get(company.id), overview.now) for f in features
+            _cell(company, label, f.name, f.cells.get(company.id), overview.now, n == 0 and marked)
+            for n, f in enumerate(features)
         ]
         rows.append(f"<tr>{''.join(cells)}</tr>")
     empty = f"No company matches {search!r}." if search else "No company calls yet."
@@ -218,8 +223,8 @@ def render_matrix(overview: Overview, query: Query) -> str:
         '<p class="muted">Each cell: the company\'s stage (the furthest of its users: '
         f"{MARKS['tried']} tried, {MARKS['adopted']} adopted, {MARKS['retained']} retained), "
         "its users who used the feature of its known users (a link to them), the share, the "
-        f"events and the last use; grey when not used in the last {IDLE_DAYS} days, red when "
-        "never used. A feature's name opens its page; ⇅ sorts by it.</p>"
+        f"events and the last use; striped grey when not used in the last {IDLE_DAYS} days, "
+        "red when never used. A feature's name opens its page; ⇅ sorts by it.</p>"
     )
     return (
         legend

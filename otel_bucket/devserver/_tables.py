@@ -7,6 +7,9 @@ Triggers on the calls table update, in the same transaction as each insert:
 - ``use_days``: one row per feature, user and UTC day (what ``uses`` is computed from when
   events arrive out of order, and the daily counts);
 - ``use_weeks``: one row per feature, ISO week (its Monday, UTC) and user: weekly activity;
+- ``company_weeks``: one row per feature, week and company: how many of its users were active
+  (kept when a user is active, and when a user joins a company after being active);
+- ``feature_days``: events per feature and UTC day;
 - ``members``: which users each company's calls named;
 - ``entities``: every user and company: accepted calls, first and last seen, latest name;
 - ``tallies``: calls per method and status.
@@ -69,6 +72,15 @@ CREATE TABLE IF NOT EXISTS use_weeks (
     PRIMARY KEY (event, week, user_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS use_weeks_user ON use_weeks (user_id, event);
+CREATE TABLE IF NOT EXISTS company_weeks (
+    event TEXT NOT NULL, week TEXT NOT NULL, company_id TEXT NOT NULL, users INTEGER NOT NULL,
+    PRIMARY KEY (event, week, company_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS company_weeks_company ON company_weeks (company_id, week);
+CREATE TABLE IF NOT EXISTS feature_days (
+    event TEXT NOT NULL, day TEXT NOT NULL, events INTEGER NOT NULL,
+    PRIMARY KEY (day, event)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS members (
     company_id TEXT NOT NULL, user_id TEXT NOT NULL,
     PRIMARY KEY (company_id, user_id)
@@ -108,6 +120,18 @@ BEGIN
     INSERT INTO use_weeks
         VALUES (NEW.event, {monday_sql("substr(NEW.ts, 1, 10)")}, NEW.user_id, 1)
         ON CONFLICT DO UPDATE SET events = events + 1;
+    INSERT INTO feature_days VALUES (NEW.event, substr(NEW.ts, 1, 10), 1)
+        ON CONFLICT DO UPDATE SET events = events + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS use_new_week AFTER INSERT ON use_weeks BEGIN
+    INSERT INTO company_weeks
+        SELECT NEW.event, NEW.week, company_id, 1 FROM members WHERE user_id = NEW.user_id
+        ON CONFLICT DO UPDATE SET users = users + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS member_weeks AFTER INSERT ON members BEGIN
+    INSERT INTO company_weeks
+        SELECT event, week, NEW.company_id, 1 FROM use_weeks WHERE user_id = NEW.user_id
+        ON CONFLICT DO UPDATE SET users = users + 1;
 END;
 CREATE TRIGGER IF NOT EXISTS use_new_day AFTER INSERT ON use_days BEGIN
     UPDATE uses SET days = days + 1, adopted_at = {_ADOPTED} WHERE {_THIS_USE};
@@ -125,7 +149,16 @@ BEGIN
 END;
 {_entity("user")}{_entity("company")}"""
 
-_AGGREGATES: Final = ("uses", "use_days", "use_weeks", "members", "entities", "tallies")
+_AGGREGATES: Final = (
+    "uses",
+    "use_days",
+    "use_weeks",
+    "company_weeks",
+    "feature_days",
+    "members",
+    "entities",
+    "tallies",
+)
 
 
 def install(db: sqlite3.Connection) -> None:

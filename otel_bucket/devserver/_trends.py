@@ -63,8 +63,7 @@ def weekly(store: Store, since: str, *, feature: str | None = None) -> tuple[Cou
     )
     companies = _counts(
         store.query(
-            "SELECT w.event, w.week, COUNT(DISTINCT m.company_id) FROM use_weeks w"
-            f" JOIN members m ON m.user_id = w.user_id WHERE w.week >= ? {where}"
+            f"SELECT w.event, w.week, COUNT(*) FROM company_weeks w WHERE w.week >= ? {where}"
             " GROUP BY w.event, w.week",
             params,
         )
@@ -80,9 +79,7 @@ def weekly_by(
     if users is None:
         return _counts(
             store.query(
-                "SELECT m.company_id, w.week, COUNT(*) FROM use_weeks w"
-                " JOIN members m ON m.user_id = w.user_id WHERE w.event = ? AND w.week >= ?"
-                " GROUP BY m.company_id, w.week",
+                "SELECT company_id, week, users FROM company_weeks WHERE event = ? AND week >= ?",
                 (feature, since),
             )
         )
@@ -108,9 +105,7 @@ def weekly_in(store: Store, company: str, since: str) -> Counts:
     """Per feature, one company's active users per week from the Monday ``since`` on."""
     return _counts(
         store.query(
-            "SELECT w.event, w.week, COUNT(*) FROM use_weeks w"
-            " JOIN members m ON m.user_id = w.user_id WHERE m.company_id = ? AND w.week >= ?"
-            " GROUP BY w.event, w.week",
+            "SELECT event, week, users FROM company_weeks WHERE company_id = ? AND week >= ?",
             (company, since),
         )
     )
