@@ -90,24 +90,28 @@ def matrix_rows(parsed: Parsed) -> dict[str, list[str]]:
 
 
 def test_funnel_follows_the_stated_definitions(dev: DevServer) -> None:
-    """Tried: 1 event; adopted: 2 distinct days; retained: an event after adopting, last 7 days."""
+    """Per user: tried (1 event), adopted (2 days), retained (after adopting, last 7 days);
+    a company is at its furthest user's stage."""
     data = requests.get(dev.url + "/api/calls", timeout=5).json()
     feature = next(f for f in data["features"] if f["feature"] == F)
-    assert feature["funnel"] == {"tried": 5, "adopted": 4, "retained": 2}
+    assert feature["funnel"] == {"tried": 5, "adopted": 3, "retained": 1}
+    assert feature["users_funnel"] == {"tried": 8, "adopted": 3, "retained": 1}
     stages = {company: cell["stage"] for company, cell in feature["by_company"].items()}
     assert stages == {
         "a": "tried",
         "b": "adopted",
-        "c": "adopted",
-        "d": "retained",
+        "c": "tried",  # c1 and c2 each used it on one day: neither adopted it
+        "d": "adopted",  # d1 adopted it, then stopped; d2 used it on one day
         "g": "retained",
-        "": "tried",  # "lonely", in no company: listed, never counted in the funnel
+        "": "tried",  # "lonely", in no company: listed, never counted in the company funnel
     }
     assert "e" not in feature["by_company"]
-    assert set(data["definitions"]) == {"tried", "adopted", "retained"}
+    assert set(data["definitions"]) == {"tried", "adopted", "retained", "company", "dropped"}
     _, parsed = page(dev, "/")
-    [row] = [r for r in parsed.tables["feature-table"] if r[0].startswith(F)]
-    assert row[1:6] == ["8", "13", "5", "4", "2"]  # users, events, tried, adopted, retained
+    [row] = [r for r in parsed.tables["feature-table"] if r[0] == F]
+    # events; companies tried, adopted, retained, (funnel); users tried, adopted, retained, dropped
+    assert row[1:5] == ["13", "5", "3", "1"]
+    assert row[6:10] == ["8", "3", "1", "7"]
     text, _ = page(dev, "/")
     assert "events of the feature fall on at least 2 distinct days (UTC)" in text
 
@@ -124,9 +128,9 @@ def test_daily_counts_cover_the_last_30_days(dev: DevServer) -> None:
     assert per_day["2026-11-27"] == 1
     assert sum(feature["daily"]) == 13
     _, parsed = page(dev, "/")
-    [row] = [r for r in parsed.tables["feature-table"] if r[0].startswith(F)]
-    assert "2026-11-25: 3 events" in row[-1]
-    assert "2026-11-24: 1 event" in row[-1]
+    [row] = [r for r in parsed.tables["feature-table"] if r[0] == F]
+    assert "week of 2026-11-23 (so far): 5 active users" in row[-1]
+    assert "week of 2026-11-16: 1 active users" in row[-1]
 
 
 def test_matrix_shows_every_company_by_name_with_share_events_and_zeros(dev: DevServer) -> None:
@@ -137,9 +141,10 @@ def test_matrix_shows_every_company_by_name_with_share_events_and_zeros(dev: Dev
     assert rows["Delta"][:3] == ["Delta d", "2", "5"]
     columns = ["company", "users", "events", "last seen", F, G]
     assert len(rows["Delta"]) == len(columns)
-    assert rows["Delta"][4] == "● 2/2 100% 4 events"
-    assert rows["Delta"][5] == "○ 1/2 50% 1 event"
-    assert rows["Gamma"][4] == "◐ 2/2 100% 2 events"
+    assert rows["Delta"][4] == "◐ 2/2 100% 4 events 1 day ago"
+    assert rows["Delta"][5] == "○ 1/2 50% 1 event 1 h ago"
+    assert rows["Gamma"][4] == "○ 2/2 100% 2 events 1 day ago"
+    assert rows["Gimel"][4] == "● 1/1 100% 3 events 2 days ago"
     assert rows["Epsilon"][4:] == ["0/3 not used", "0/3 not used"]
     assert rows["Alpha"][5] == "0/1 not used"
     assert parsed.tables["matrix"][-1][0] == "(no company)"  # last, whatever the sort
@@ -202,12 +207,12 @@ def test_company_page_shows_users_features_attributes(dev: DevServer) -> None:
     assert "<h1>Delta <small>d</small></h1>" in text
     assert parsed.tables["attributes"] == [["name", '"Delta"']]
     features = {row[0]: row for row in parsed.tables["features"]}
-    assert features[F][1:4] == ["2 of 2 (100%)", "4", "3"]
-    assert features[F][-1] == "● retained"
-    assert features[G][-1] == "○ tried"
+    # users, stage, its users retained / adopted / tried only, events
+    assert features[F][1:7] == ["2 of 2 (100%)", "◐ adopted", "0", "1", "1", "4"]
+    assert features[G][2] == "○ tried"
     users = {row[0]: row for row in parsed.tables["users"]}
-    assert users["U1 d1"][1:3] == [f"{F} (2), {G} (1)", "3"]
-    assert users["U2 d2"][1:3] == [f"{F} (2)", "2"]
+    assert users["U1 d1"][1:3] == [f"◐ {F} (2), ○ {G} (1)", "3"]
+    assert users["U2 d2"][1:3] == [f"○ {F} (2)", "2"]
     assert "/user?id=d1" in parsed.links
     assert "/calls?company=d" in parsed.links
     _, parsed = page(dev, "/company?id=e")
@@ -222,7 +227,7 @@ def test_user_page_shows_companies_features_and_calls(dev: DevServer) -> None:
     assert "<h1>U1 <small>d1</small></h1>" in text
     assert "/company?id=d" in parsed.links
     features = {row[0]: row for row in parsed.tables["features"]}
-    assert features[F][1:3] == ["2", "2"]
+    assert features[F][1:4] == ["◐ adopted · dropped", "2", "2"]  # stage, events, days
     assert len(parsed.tables["calls"]) == 5  # its user call, company call and 3 events
     _, parsed = page(dev, "/user?id=lonely")
     text, _ = page(dev, "/user?id=lonely")

@@ -53,8 +53,9 @@ class DevServer:
         tracking_key: when set, other tracking keys are answered with 404.
         fail_rate: the share (0 to 1) of valid calls answered with 500.
         seed: seeds which calls fail, for reproducible runs.
-        on_call: called with each answered `Call` (e.g. to print `format_line(call)`); by
-            default each call is logged at INFO on ``otel_bucket.devserver._app``.
+        on_call: called with each answered `Call` (e.g. to print `format_line(call)`), for one
+            call at a time, so printed lines never mix; by default each call is logged at INFO
+            on ``otel_bucket.devserver._app``.
         clock: returns "now" for the pages (the last 30 days, retention); wall time by default.
     """
 

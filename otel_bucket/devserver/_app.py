@@ -19,6 +19,7 @@ from otel_bucket._schema import METHODS, SchemaError, parse_body, parse_timestam
 from otel_bucket.devserver._analytics import Overview
 from otel_bucket.devserver._masking import mask_key, mask_path
 from otel_bucket.devserver._store import Call, CallFilter, Store, utc_iso
+from otel_bucket.devserver._trends import WEEKS
 
 __all__ = ["Adoption", "Answer", "Snapshot", "TrackingApp", "adoption", "format_line"]
 
@@ -117,7 +118,8 @@ class TrackingApp:
         tracking_key: when set, every other key is answered with 404.
         fail_rate: the share (0 to 1) of valid calls answered with 500 instead of stored.
         seed: seeds the random choice of failing calls, for reproducible runs.
-        on_call: called with every answered call; by default each is logged at INFO.
+        on_call: called with every answered call, for one call at a time; by default each is
+            logged at INFO.
         clock: what "now" is for the pages (the last 30 days, retention); UTC wall time by
             default.
     """
@@ -142,6 +144,9 @@ class TrackingApp:
         self._random = random.Random(seed)
         self._random_lock = threading.Lock()
         self._on_call = on_call or _log_call
+        # Request threads answer at once; their lines must not: a sink such as print() writes
+        # a line and its newline separately, so two calls could share one terminal line.
+        self._on_call_lock = threading.Lock()
         self._clock = clock or _utc_now
 
     def now(self) -> datetime:
@@ -178,9 +183,9 @@ class TrackingApp:
             return self._record(key, method, 500, raw, [reason])
         return self._record(key, method, 200, raw, [], _timestamp(payload))
 
-    def overview(self) -> Overview:
-        """Every feature and company as of `now`: funnel, trend, adoption per company."""
-        return Overview.build(self.store, self.now())
+    def overview(self, weeks: int = WEEKS) -> Overview:
+        """Every feature and company as of `now`: funnels, trend, adoption per company."""
+        return Overview.build(self.store, self.now(), weeks=weeks)
 
     def snapshot(
         self,
@@ -227,7 +232,8 @@ class TrackingApp:
             timestamp=timestamp,
         )
         try:
-            self._on_call(call)
+            with self._on_call_lock:
+                self._on_call(call)
         except Exception:  # a broken sink must not turn a stored call into a 500
             logger.exception("otel-bucket devserver: the on_call callback failed")
         return Answer(status, _SUCCESS if status == 200 else _failure(status, reasons), call)

@@ -1,41 +1,61 @@
-"""Inline SVG for the devserver's pages: events per day, and the tried/adopted/retained funnel.
+"""Inline SVG for the devserver's pages: weekly activity bars and the adoption funnel.
 
 Plain SVG elements in the page itself: nothing to fetch, nothing to run, readable offline.
+Charts that are compared side by side are drawn to one common scale, given by the caller.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-from otel_bucket.devserver._html import count, e, number
+from otel_bucket.devserver._html import e, number
+from otel_bucket.devserver._trends import Series
 
-__all__ = ["daily_chart", "funnel_chart"]
+__all__ = ["funnel_chart", "weekly_chart"]
 
-_BAR: Final = 4  # px per day
 _GAP: Final = 1
-_HEIGHT: Final = 28
+_BAR: Final = "#3b7dd8"
+_RUNNING: Final = "#a9c6ee"  # the current week: still running, so drawn lighter
 
 
-def daily_chart(daily: tuple[int, ...], days: tuple[str, ...], feature: str) -> str:
-    """Bars of events per day, oldest left; each bar says its date and count on hover."""
-    width = len(daily) * (_BAR + _GAP)
-    peak = max(daily, default=0)
-    total = sum(daily)
+def weekly_chart(
+    series: Series, peak: int, what: str, *, width: int = 156, height: int = 30
+) -> str:
+    """One bar per week, oldest left, scaled so that ``peak`` fills the height.
+
+    Args:
+        series: the counts per week; the last week is the current one.
+        peak: the count drawn at full height: the largest of all the charts compared.
+        what: what is counted, for the hover texts ("active users").
+    """
+    step = max(2, width // max(1, len(series.values)))
+    bar = max(1, step - _GAP)
+    width = step * len(series.values)
     bars = []
-    for n, (events, day) in enumerate(zip(daily, days, strict=True)):
-        height = max(1, round(events / peak * (_HEIGHT - 2))) if events else 0
-        x = n * (_BAR + _GAP)
-        bars.append(
-            f'<rect x="{x}" y="{_HEIGHT - height - 1}" width="{_BAR}" height="{height}"'
-            f' fill="#3b7dd8"><title>{e(day)}: {count(events, "event")}</title></rect>'
-            if height
-            else f'<rect x="{x}" y="{_HEIGHT - 1}" width="{_BAR}" height="1" fill="#d0d7de">'
-            f"<title>{e(day)}: no events</title></rect>"
-        )
-    label = f"{feature}: {total} events in the last {len(daily)} days, at most {peak} a day"
+    last = len(series.values) - 1
+    for n, (week, value) in enumerate(zip(series.weeks, series.values, strict=True)):
+        tall = max(1, round(value / peak * (height - 2))) if value and peak else 0
+        running = n == last
+        title = f"week of {week}{' (so far)' if running else ''}: {number(value)} {what}"
+        x = n * step
+        if tall:
+            fill = _RUNNING if running else _BAR
+            bars.append(
+                f'<rect x="{x}" y="{height - tall - 1}" width="{bar}" height="{tall}"'
+                f' fill="{fill}"><title>{e(title)}</title></rect>'
+            )
+        else:
+            bars.append(
+                f'<rect x="{x}" y="{height - 1}" width="{bar}" height="1" fill="#d0d7de">'
+                f"<title>{e(title)}</title></rect>"
+            )
+    label = (
+        f"{what} per week, {len(series.values)} weeks, at most {number(series.peak)};"
+        f" scale: full height is {number(peak)}"
+    )
     return (
-        f'<svg class="chart" width="{width}" height="{_HEIGHT}" viewBox="0 0 {width} {_HEIGHT}"'
-        f' role="img" aria-label="{e(label)}">{"".join(bars)}</svg>'
+        f'<svg class="chart" width="{width}" height="{height}" viewBox="0 0 {width} {height}"'
+        f' role="img" aria-label="{e(label)}" data-peak="{peak}">{"".join(bars)}</svg>'
     )
 
 

@@ -1,7 +1,8 @@
 """The calls page: every answered call, newest first, paginated and filterable.
 
 Filters are query parameters (``method``, ``user``, ``company``, ``event``, ``status``), so a
-filtered view is a link: the company and user pages link here.
+filtered view is a link: the company and user pages link here. Users and companies are shown by
+name beside their id; a user or event call, which names no company, shows its user's companies.
 """
 
 from __future__ import annotations
@@ -10,7 +11,19 @@ import json
 from datetime import datetime
 from typing import Any, Final
 
-from otel_bucket.devserver._html import Query, count, e, href, layout, link, pager, table, when
+from otel_bucket.devserver._entities import companies_of, names
+from otel_bucket.devserver._html import (
+    Query,
+    count,
+    e,
+    href,
+    layout,
+    link,
+    named,
+    pager,
+    table,
+    when,
+)
 from otel_bucket.devserver._store import Call, CallFilter, Store
 
 __all__ = ["call_filter", "call_rows", "calls_table", "render_calls"]
@@ -58,34 +71,49 @@ def _apart(first: str, second: str) -> bool:
     return abs((a - b).total_seconds()) > 60
 
 
-def _id(value: str | None, path: str) -> str:
-    return link(value, path, {"id": value}) if value else ""
-
-
-def call_rows(calls: list[Call], now: datetime) -> list[str]:
-    """One table row per call; every id links to its page."""
+def call_rows(store: Store, calls: list[Call], now: datetime) -> list[str]:
+    """One table row per call; every id links to its page, by name when it has one."""
+    users = {c.user_id for c in calls if c.user_id}
+    of_user = companies_of(store, {c.user_id for c in calls if c.user_id and not c.company_id})
+    companies = {c.company_id for c in calls if c.company_id}
+    companies.update(company for found in of_user.values() for company in found)
+    user_names, company_names = names(store, "user", users), names(store, "company", companies)
     rows = []
     for call in calls:
         status = "ok" if call.accepted else "bad"
-        event = link(call.event, "/calls", {"event": call.event}) if call.event else ""
+        event = link(call.event, "/feature", {"name": call.event}) if call.event else ""
         reasons = "<br>".join(e(reason) for reason in call.reasons)
         stamp = ""
         if _apart(call.timestamp, call.received_at):
             stamp = f"<br><small>timestamp: {when(call.timestamp, now)}</small>"
+        user = named("/user", call.user_id, user_names.get(call.user_id)) if call.user_id else ""
+        if call.company_id:
+            company = named("/company", call.company_id, company_names.get(call.company_id))
+        else:
+            # Events name only their user: show the companies the user belongs to, marked so.
+            company = " ".join(
+                named("/company", c, company_names.get(c), "muted")
+                for c in of_user.get(call.user_id or "", [])
+            )
         rows.append(
             "<tr>"
             f"<td>{when(call.received_at, now)}{stamp}</td>"
             f'<td class="{status}">{call.status}</td><td>{e(call.method)}</td>'
-            f"<td>{_id(call.user_id, '/user')}</td><td>{_id(call.company_id, '/company')}</td>"
+            f"<td>{user}</td><td>{company}</td>"
             f'<td>{event}</td><td class="bad">{reasons}</td><td>{_body(call)}</td>'
             "</tr>"
         )
     return rows
 
 
-def calls_table(calls: list[Call], now: datetime, empty: str, name: str = "calls") -> str:
+def calls_table(
+    store: Store, calls: list[Call], now: datetime, empty: str, name: str = "calls"
+) -> str:
     headers = [f"<th>{e(h)}</th>" for h in _HEADERS]
-    return table(headers, call_rows(calls, now), empty, name=name)
+    headers[4] = (
+        '<th title="an event names only its user: grey companies are the user\'s">company</th>'
+    )
+    return table(headers, call_rows(store, calls, now), empty, name=name)
 
 
 def _select(name: str, current: str | None, options: tuple[tuple[str, str], ...]) -> str:
@@ -146,7 +174,7 @@ def render_calls(store: Store, query: Query, now: datetime, refresh: int | None)
         "exact time. Click a body to open it.</p>"
         f"{_form(where)}<p>{summary}.</p>"
         f"{pager('/calls', params, page, per_page, total)}"
-        f"{calls_table(calls, now, empty)}"
+        f"{calls_table(store, calls, now, empty)}"
         f"{pager('/calls', params, page, per_page, total)}"
     )
     return layout(title, body, active=active, refresh=refresh)

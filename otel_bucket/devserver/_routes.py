@@ -9,15 +9,19 @@ from typing import Any, Final
 from otel_bucket.devserver._app import TrackingApp
 from otel_bucket.devserver._html import Query
 from otel_bucket.devserver._masking import mask_path
-from otel_bucket.devserver._page import DEFINITIONS, render_page
+from otel_bucket.devserver._page import render_page
 from otel_bucket.devserver._page_calls import call_filter, render_calls
 from otel_bucket.devserver._page_entity import render_company, render_missing, render_user
+from otel_bucket.devserver._page_feature import render_feature
+from otel_bucket.devserver._page_trends import render_trends
+from otel_bucket.devserver._stages import DEFINITIONS
+from otel_bucket.devserver._trends import window
 
 __all__ = ["PAGES", "Reply", "answer_get"]
 
 HTML: Final = "text/html; charset=utf-8"
 JSON: Final = "application/json"
-PAGES: Final = frozenset({"/", "/calls", "/company", "/user", "/api/calls"})
+PAGES: Final = frozenset({"/", "/calls", "/company", "/user", "/feature", "/trends", "/api/calls"})
 
 
 @dataclass(frozen=True)
@@ -41,9 +45,12 @@ def _api(app: TrackingApp, query: Query) -> Reply:
     limit = query.number("limit", 50, 1, 1000)
     offset = query.number("offset", 0, 0, 10**9)
     where = call_filter(query)
-    overview = app.overview()
+    overview = app.overview(window(query.number("weeks", 0, 0, 52)))
     data = app.snapshot(limit, offset=offset, where=where, overview=overview).to_json()
     data.update(overview.to_json())
+    data["days"], daily = overview.daily(app.store)
+    for feature in data["features"]:
+        feature["daily"] = daily[feature["feature"]]
     data["offset"] = offset
     data["totals"] = {
         "calls": app.store.count(accepted=True, where=where),
@@ -62,7 +69,7 @@ def answer_get(app: TrackingApp, path: str, query_string: str, url: str) -> Repl
     if path == "/":
         page = render_page(
             app.store,
-            app.overview(),
+            app.overview(window(query.number("weeks", 0, 0, 52))),
             query,
             url=url,
             tracking_key=app.tracking_key,
@@ -71,13 +78,17 @@ def answer_get(app: TrackingApp, path: str, query_string: str, url: str) -> Repl
         return _html(200, page)
     if path == "/calls":
         return _html(200, render_calls(app.store, query, app.now(), refresh))
-    if path in ("/company", "/user"):
+    if path == "/trends":
+        return _html(200, render_trends(app.store, app.now(), query, refresh))
+    if path in ("/company", "/user", "/feature"):
         kind = path[1:]
-        entity = query.raw("id")
+        entity = query.raw("name" if kind == "feature" else "id")
         found = None
         if entity is not None:
             if kind == "company":
-                found = render_company(app.store, app.overview(), entity, query, refresh)
+                found = render_company(app.store, app.now(), entity, query, refresh)
+            elif kind == "feature":
+                found = render_feature(app.store, app.now(), entity, query, refresh)
             else:
                 found = render_user(app.store, app.now(), entity, refresh)
         return _html(200, found) if found else _html(404, render_missing(kind, entity))
