@@ -8,11 +8,13 @@ when the signal comes: without a drain at each process's end, they would be lost
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import signal
 import sys
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -74,10 +76,30 @@ def make_calls(url: str, count: int) -> None:
         assert reply.text == "ok"
 
 
-def stop(proc: Group, signum: int = signal.SIGTERM) -> int:
-    """Send ``signum`` to the server's main process; its exit status (bounded wait)."""
+def calls_in_flight(proc: Group, url: str, count: int) -> list[Future[str]]:
+    """``count`` requests at once, each waiting 1 s in the app before its feature call; return
+    when the server has them all (each printed ``working``), so a stop now finds them in flight.
+    """
+    pool = ThreadPoolExecutor(count)
+    params = [{"user": f"u{i}", "wait": "1"} for i in range(count)]
+    answers = [
+        pool.submit(lambda p: requests.get(f"{url}/work", params=p, timeout=30).text, p)
+        for p in params
+    ]
+    pool.shutdown(wait=False)
+    for _ in range(count):
+        proc.expect(r"^working u\d+$")
+    return answers
+
+
+def stop(proc: Group, signum: int = signal.SIGTERM, *, group: bool = False) -> int:
+    """Send ``signum`` to the server's main process (or, as a terminal's Ctrl-C does, to its
+    whole process group); its exit status (bounded wait)."""
     try:
-        proc.signal(signum)
+        if group:
+            os.killpg(proc.proc.pid, signum)
+        else:
+            proc.signal(signum)
         return proc.wait(60)
     finally:
         proc.stop_group()
@@ -120,6 +142,34 @@ def test_uvicorn_with_two_workers(signum: int, env: dict[str, str], slow: Captur
     assert stop(proc, signum) == 0
     assert len(slow.calls("event")) == N
     assert len(re.findall(r"Finished server process", "\n".join(proc.lines))) == 2
+
+
+IN_FLIGHT = {  # options, the signal, sent to the whole group (a terminal's Ctrl-C), the status
+    "uvicorn, SIGTERM": ([], signal.SIGTERM, False, -signal.SIGTERM),
+    "uvicorn --workers 2, SIGTERM": (["--workers", "2"], signal.SIGTERM, False, 0),
+    "uvicorn --workers 2, Ctrl-C": (["--workers", "2"], signal.SIGINT, True, 0),
+}
+
+
+@pytest.mark.parametrize("how", IN_FLIGHT)
+def test_uvicorn_requests_in_flight_at_the_stop(
+    how: str, env: dict[str, str], slow: CaptureServer
+) -> None:
+    """Stopped while 20 requests are still running: uvicorn finishes them, and their events,
+    made after the signal, arrive too. A ``--workers`` worker imports the app (so install()
+    runs) while uvicorn holds the signals, and uvicorn then restores the default handler and
+    raises SIGTERM again, which used to end the worker before any of those was sent."""
+    options, signum, group, status = IN_FLIGHT[how]
+    args = [tool("uvicorn"), "tests.apps.asgi:app", "--host", "127.0.0.1", "--port", "0"]
+    proc, url = serve([*args, *options], env, [STARTED] * (len(options) and 2))
+    try:
+        answers = calls_in_flight(proc, url, 20)
+    except BaseException:
+        proc.stop_group()
+        raise
+    assert stop(proc, signum, group=group) == status
+    assert [answer.result(timeout=30) for answer in answers] == ["ok"] * 20
+    assert len(slow.calls("event")) == 20
 
 
 def test_gunicorn_sync_workers(env: dict[str, str], slow: CaptureServer) -> None:

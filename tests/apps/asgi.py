@@ -1,11 +1,15 @@
 """A bare ASGI app for the server tests: ``GET /work?user=ID`` makes one feature call.
 
 ``install()`` runs at import, as in an application module; nothing flushes, and the lifespan
-shutdown does nothing of ours: whatever arrives after a stop is the default behaviour.
+shutdown does nothing of ours: whatever arrives after a stop is the default behaviour. With
+``&wait=SECONDS`` the request prints ``working ID`` and waits that long (the other requests go
+on meanwhile) before its feature call: a request still in flight when the server is stopped.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
@@ -34,7 +38,11 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-    user = parse_qs(scope["query_string"].decode()).get("user", ["anonymous"])[0]
+    query = parse_qs(scope["query_string"].decode())
+    user = query.get("user", ["anonymous"])[0]
+    if "wait" in query:
+        os.write(1, f"working {user}\n".encode())  # one write: workers share the pipe
+        await asyncio.sleep(float(query["wait"][0]))
     with identify(user, "acme"):
         work()
     headers = [(b"content-type", b"text/plain"), (b"content-length", b"2")]
