@@ -189,6 +189,45 @@ class BucketSpanExporter(ExporterSpool, SpanExporter):
         except Exception as exc:
             _log.error("otel-bucket could not keep spans: %s", self._redacted(exc))
 
+    def keep_in_spool(self, spans: Sequence[ReadableSpan] = (), *, last: bool = False) -> int:
+        """Write the calls of ``spans``, and those waiting in the backlog, to the spool now
+        instead of sending them; return how many calls the spool took. Never raises.
+
+        For a process that may be ended before it could send what it holds (Django's
+        autoreloader kills its child 0.25 s after Ctrl-C): a call is on disk before it is sent
+        (``force_flush`` then sends it from the spool, oldest first), and what this process does
+        not deliver, the next one on the same spool does. Without a spool (turned off, or
+        failing) nothing is written and the calls wait in the backlog as usual.
+
+        Args:
+            spans: spans whose calls to keep (mapped, filtered and deduplicated as by
+                ``export``).
+            last: the process is about to be ended: also stop sending (calls in flight are
+                still settled; the others stay in the spool) and give back this process's
+                leases on spooled calls, so that the next process may send them at once.
+        """
+        try:
+            items = self._backlog.take() + self._plan(spans)
+            stored = self._spooling.keep(items)
+            if stored:
+                self._stats.add(spooled=stored, undelivered=len(items) - stored)
+                self._metrics.kept(items, stored)
+            elif self._shut_down:
+                self._keep_for_later(items, "they were handed over after shutdown")
+            else:
+                self._keep(items)
+            if last:
+                with self._lock:
+                    phase = self._phase
+                self._stop.set()
+                if phase is not None:
+                    phase.wake()
+                self._spooling.close()
+            return stored
+        except Exception as exc:
+            _log.error("otel-bucket could not keep calls in its spool: %s", self._redacted(exc))
+            return 0
+
     def shutdown(self) -> None:
         """Stop: interrupt backoffs at once, give waiting calls one last attempt, refuse later
         exports. Safe to call twice and concurrently with ``export``."""
