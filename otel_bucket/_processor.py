@@ -31,6 +31,7 @@ from otel_bucket._exporter import BucketSpanExporter
 from otel_bucket._fork import after_fork_in_child
 from otel_bucket._lifecycle import drain_at_child_exit
 from otel_bucket._pool import refuse_process_signals
+from otel_bucket._reloader import handed_over, spool_first
 from otel_bucket._sampling import is_relevant
 
 __all__ = ["BatchSettings", "BucketSpanProcessor"]
@@ -302,7 +303,7 @@ class BucketSpanProcessor(SpanProcessor):
         # Calls an earlier export could not deliver would otherwise wait for the next span;
         # on a quiet tick, send them (every export also sends them first).
         bucket = self._bucket
-        if bucket is not None and bucket.has_waiting_calls():
+        if bucket is not None and bucket.has_waiting_calls() and not handed_over():
             bucket.force_flush(self._settings.export_timeout_millis)
 
     def _export_queued(self, count: int, deadline: float | None) -> bool:
@@ -324,7 +325,9 @@ class BucketSpanProcessor(SpanProcessor):
                 break
             count -= len(batch)
             try:
-                if self._bucket is not None and remaining is not None:
+                if spool_first(self._bucket, batch, remaining):
+                    pass  # a reloader's child: to the spool first (see _reloader)
+                elif self._bucket is not None and remaining is not None:
                     self._bucket.export_within(batch, remaining)
                 else:
                     self._exporter.export(batch)

@@ -39,6 +39,7 @@ from typing import Any, Final
 
 from otel_bucket._config import _flag, resolve
 from otel_bucket._lifecycle import at_process_end, drain_at_end
+from otel_bucket._reloader import hand_over, killed_by
 
 __all__ = ["arm", "armed", "enabled"]
 
@@ -67,30 +68,35 @@ def enabled(handle_signals: bool | None) -> bool:
 def arm(on: bool) -> None:
     """Make SIGTERM and SIGHUP drain first (``on``), when called from the main thread; or give
     them back their previous handlers. Calling it again re-arms a signal whose handler something
-    else replaced since."""
+    else replaced since. In the child of a reloader that kills it soon after Ctrl-C (Django's
+    autoreloader), SIGINT first keeps what is held in the spool (see ``_reloader``)."""
     if not on:
         _disarm()
         return
     if threading.current_thread() is not threading.main_thread():
         _log.debug("otel-bucket: install() ran outside the main thread; signals not handled")
         return
-    for name in _NAMES:
+    ours = [(name, _on_signal) for name in _NAMES]
+    if killed_by() is not None:
+        ours.append(("SIGINT", _on_interrupt))
+    for name, handler in ours:
         signum = getattr(signal, name, None)
         if signum is None:
             continue
         current = signal.getsignal(signum)
-        if current is _on_signal or current is None or current == signal.SIG_IGN:
+        if current is handler or current is None or current == signal.SIG_IGN:
             continue  # armed already; set outside Python (cannot chain to it); ignored: stays so
         _previous[signum] = current
         try:
-            signal.signal(signum, _on_signal)
+            signal.signal(signum, handler)
         except (OSError, RuntimeError, ValueError) as exc:
             _log.debug("otel-bucket: cannot handle %s: %s", name, exc)
 
 
 def armed() -> list[int]:
     """The signals whose current handler is otel-bucket's."""
-    return [signum for signum in _previous if signal.getsignal(signum) is _on_signal]
+    ours = (_on_signal, _on_interrupt)
+    return [signum for signum in _previous if signal.getsignal(signum) in ours]
 
 
 def _disarm() -> None:
@@ -120,6 +126,20 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
             signal.raise_signal(signum)
         elif callable(previous):
             previous(signum, frame)
+
+
+def _on_interrupt(signum: int, frame: FrameType | None) -> None:
+    try:
+        hand_over()
+    except Exception:
+        _log.exception("otel-bucket could not keep what it holds on Ctrl-C")
+    finally:
+        previous = _previous.get(signum, signal.default_int_handler)
+        if callable(previous):
+            previous(signum, frame)  # Python's default: KeyboardInterrupt
+        else:
+            signal.signal(signum, signal.SIG_DFL)
+            signal.raise_signal(signum)
 
 
 def _raises_again(handler: object) -> bool:

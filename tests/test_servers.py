@@ -23,7 +23,7 @@ import requests
 from tests._capture import CaptureServer, Reply
 from tests._group import Group, wait_for_events
 from tests._redis import broker, filesystem_options
-from tests._running import child_env, python
+from tests._running import child_env, python, run
 
 pytestmark = [
     pytest.mark.slow,
@@ -260,3 +260,37 @@ def test_celery_recycled_children(celery_env: dict[str, str], slow: CaptureServe
     finally:
         stop(proc)
     assert len(slow.calls("event")) == 50
+
+
+# -- Django's runserver ----------------------------------------------------------------------
+
+
+def test_django_runserver_autoreloader_ctrl_c(slow: CaptureServer, tmp_path: Path) -> None:
+    """``runserver`` with its autoreloader (the default), Ctrl-C to the process group as a
+    terminal sends it: the reloader kills its child 0.25 s later, too soon for a drain against
+    an endpoint 0.2 s away. Each event arrived or waits in the spool, one ERROR line says so,
+    and the next process (``otel-bucket spool flush``) delivers the rest."""
+    spool = tmp_path / "spool"
+    env = child_env(
+        BUCKET_ENDPOINT=slow.url,
+        BUCKET_TRACKING_KEY="k",
+        BUCKET_SPOOL_DIR=str(spool),
+        OTEL_INSTRUMENT_DJANGO="0",
+    )
+    proc, url = serve(python("examples/django_app.py", "runserver", "127.0.0.1:0"), env, [])
+    try:
+        for user in range(1, 6):
+            headers = {"X-User-Id": str(user), "X-Company-Id": "acme"}
+            reply = requests.get(f"{url}/reports/weekly", headers=headers, timeout=10)
+            assert reply.status_code == 200
+    except BaseException:
+        proc.stop_group()
+        raise
+    assert stop(proc, signal.SIGINT, group=True) == 0
+    flushed = run([tool("otel-bucket"), "spool", "--dir", str(spool), "flush"], env=env)
+    assert flushed.returncode == 0, flushed.stdout + flushed.stderr
+    users = sorted(call["userId"] for call in slow.calls("event"))
+    assert sorted(set(users)) == ["1", "2", "3", "4", "5"], (users, proc.lines)
+    errors = [line for line in proc.lines if "Ctrl-C" in line and "spool" in line]
+    assert len(errors) == 1, proc.lines
+    assert re.search(r"autoreloader .* \d+ call\(s\) .* kept in the spool", errors[0])
