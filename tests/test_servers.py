@@ -146,6 +146,9 @@ def test_uvicorn_with_two_workers(signum: int, env: dict[str, str], slow: Captur
 
 IN_FLIGHT = {  # options, the signal, sent to the whole group (a terminal's Ctrl-C), the status
     "uvicorn, SIGTERM": ([], signal.SIGTERM, False, -signal.SIGTERM),
+    "uvicorn, Ctrl-C": ([], signal.SIGINT, True, 0),
+    # install() inside uvicorn's signal capture, as in any uvicorn before 0.47
+    "uvicorn --factory, SIGTERM": (["--factory"], signal.SIGTERM, False, -signal.SIGTERM),
     "uvicorn --workers 2, SIGTERM": (["--workers", "2"], signal.SIGTERM, False, 0),
     "uvicorn --workers 2, Ctrl-C": (["--workers", "2"], signal.SIGINT, True, 0),
 }
@@ -160,8 +163,10 @@ def test_uvicorn_requests_in_flight_at_the_stop(
     runs) while uvicorn holds the signals, and uvicorn then restores the default handler and
     raises SIGTERM again, which used to end the worker before any of those was sent."""
     options, signum, group, status = IN_FLIGHT[how]
-    args = [tool("uvicorn"), "tests.apps.asgi:app", "--host", "127.0.0.1", "--port", "0"]
-    proc, url = serve([*args, *options], env, [STARTED] * (len(options) and 2))
+    app = "tests.apps.asgi:create" if "--factory" in options else "tests.apps.asgi:app"
+    args = [tool("uvicorn"), app, "--host", "127.0.0.1", "--port", "0", *options]
+    env = dict(env, INSTALL_IN_FACTORY="1" if "--factory" in options else "0")
+    proc, url = serve(args, env, [STARTED] * ("--workers" in options and 2))
     try:
         answers = calls_in_flight(proc, url, 20)
     except BaseException:
@@ -179,6 +184,17 @@ def test_gunicorn_sync_workers(env: dict[str, str], slow: CaptureServer) -> None
     make_calls(url, N)
     assert stop(proc) == 0
     assert len(slow.calls("event")) == N
+
+
+def test_gunicorn_recycled_sync_workers(env: dict[str, str], slow: CaptureServer) -> None:
+    """``--max-requests 5``: a sync worker is replaced after 5 requests, and exits normally; the
+    two recycled workers of 12 requests delivered their events at their end."""
+    args = [tool("gunicorn"), "-w", "1", "--max-requests", "5", "-b", "127.0.0.1:0"]
+    proc, url = serve([*args, "tests.apps.wsgi:app"], env, [r"Booting worker"])
+    make_calls(url, 12)
+    assert stop(proc) == 0
+    assert len(slow.calls("event")) == 12
+    assert sum("Autorestarting worker" in line for line in proc.lines) == 2
 
 
 @pytest.mark.parametrize("preload", [False, True])
@@ -235,9 +251,13 @@ def celery_worker(celery_env: dict[str, str], *options: str) -> Group:
     return proc
 
 
-def test_celery_prefork_warm_shutdown(celery_env: dict[str, str], slow: CaptureServer) -> None:
-    """Celery prefork (-c 2), warm shutdown (SIGTERM) right after the tasks ran: the pool
-    children drain at their end (worker_process_shutdown), before billiard's os._exit()."""
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGQUIT], ids=["warm", "cold"])
+def test_celery_prefork_shutdown(
+    signum: int, celery_env: dict[str, str], slow: CaptureServer
+) -> None:
+    """Celery prefork (-c 2), warm (SIGTERM) or cold (SIGQUIT) shutdown right after the tasks
+    ran: the pool children drain at their end (worker_process_shutdown), before billiard's
+    os._exit()."""
     proc = celery_worker(celery_env)
     try:
         send_tasks(celery_env, 30)
@@ -246,7 +266,7 @@ def test_celery_prefork_warm_shutdown(celery_env: dict[str, str], slow: CaptureS
     except BaseException:
         proc.stop_group()
         raise
-    assert stop(proc) == 0
+    assert stop(proc, signum) == 0
     assert len(slow.calls("event")) == 30
 
 

@@ -1,9 +1,11 @@
 """A bare ASGI app for the server tests: ``GET /work?user=ID`` makes one feature call.
 
-``install()`` runs at import, as in an application module; nothing flushes, and the lifespan
-shutdown does nothing of ours: whatever arrives after a stop is the default behaviour. With
-``&wait=SECONDS`` the request prints ``working ID`` and waits that long (the other requests go
-on meanwhile) before its feature call: a request still in flight when the server is stopped.
+``install()`` runs at import, as in an application module (with ``INSTALL_IN_FACTORY=1``, in
+``create()`` instead, which ``uvicorn --factory`` calls while it holds the signals); nothing
+flushes, and the lifespan shutdown does nothing of ours: whatever arrives after a stop is the
+default behaviour. With ``&wait=SECONDS`` the request prints ``working ID`` and waits that long
+(the other requests go on meanwhile) before its feature call: a request still in flight when the
+server is stopped.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from urllib.parse import parse_qs
 
 from otel_bucket import feature, identify, install
 
-install()  # BUCKET_ENDPOINT and BUCKET_TRACKING_KEY from the environment
+if os.environ.get("INSTALL_IN_FACTORY") != "1":
+    install()  # BUCKET_ENDPOINT and BUCKET_TRACKING_KEY from the environment
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -48,3 +51,9 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     headers = [(b"content-type", b"text/plain"), (b"content-length", b"2")]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": b"ok"})
+
+
+def create() -> Any:
+    """The app, for ``uvicorn --factory tests.apps.asgi:create``."""
+    install()
+    return app
