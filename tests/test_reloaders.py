@@ -42,6 +42,18 @@ def exporter(server: CaptureServer, tmp_path: Path) -> Iterator[BucketSpanExport
     exp.shutdown()
 
 
+def queued(exporter: BucketSpanExporter) -> tuple[BucketSpanProcessor, TracerProvider]:
+    """A processor for ``exporter``, registered as install() does, holding the spans of EVENTS
+    (it waits a minute before sending), on a provider of its own."""
+    processor = BucketSpanProcessor(exporter, schedule_delay_millis=60_000)
+    _lifecycle.register(processor)
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    for attributes in EVENTS:
+        provider.get_tracer("t").start_span("op", attributes=attributes).end()
+    return processor, provider
+
+
 def spooled(folder: Path) -> int:
     """Calls the spool in ``folder`` holds now."""
     return sum(read_spool(path).total for path in list_spools(folder))
@@ -131,12 +143,7 @@ def test_ctrl_c_in_a_reloaders_child_keeps_what_is_queued(
 ) -> None:
     """The hand-over (the SIGINT handler's work) puts the queued spans in the spool, sends
     nothing more, and says so in one ERROR line with the count and the directory."""
-    processor = BucketSpanProcessor(exporter, schedule_delay_millis=60_000)  # spans stay queued
-    _lifecycle.register(processor)
-    provider = TracerProvider(shutdown_on_exit=False)
-    provider.add_span_processor(processor)
-    for attributes in EVENTS:
-        provider.get_tracer("t").start_span("op", attributes=attributes).end()
+    processor, provider = queued(exporter)
     with caplog.at_level(logging.ERROR, logger="otel_bucket"):
         _reloader.hand_over()
         _reloader.hand_over()  # a second Ctrl-C: nothing more
@@ -159,13 +166,7 @@ def test_ctrl_c_without_a_spool_counts_what_is_at_risk(
 ) -> None:
     """Spool off: nothing can be kept; the ERROR line counts what may be lost, and how to
     avoid it."""
-    exporter = BucketSpanExporter("k", endpoint=server.url, spool_dir=False)
-    processor = BucketSpanProcessor(exporter, schedule_delay_millis=60_000)
-    _lifecycle.register(processor)
-    provider = TracerProvider(shutdown_on_exit=False)
-    provider.add_span_processor(processor)
-    for attributes in EVENTS:
-        provider.get_tracer("t").start_span("op", attributes=attributes).end()
+    _, provider = queued(BucketSpanExporter("k", endpoint=server.url, spool_dir=False))
     with caplog.at_level(logging.ERROR, logger="otel_bucket"):
         _reloader.hand_over()
     [line] = [r.getMessage() for r in caplog.records]
