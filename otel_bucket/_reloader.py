@@ -1,19 +1,20 @@
-"""A process that its reloader kills at Ctrl-C: the child of Django's ``runserver`` autoreloader.
+"""A process that its reloader kills at Ctrl-C: the child of Django's ``runserver`` autoreloader,
+or of Werkzeug's reloader (``flask run --reload``, ``--debug``).
 
-The autoreloader (the default of ``manage.py runserver``) serves from a child process and waits
-for it with ``subprocess.run``. Ctrl-C reaches both; the parent then waits 0.25 s for the child
-(``subprocess``'s grace after a ``KeyboardInterrupt``) and kills it with SIGKILL (at once, when
-the parent gets SIGTERM instead). No drain fits in 0.25 s against an endpoint a few hundred
-milliseconds away, and nothing runs after SIGKILL. So in such a child:
+Both reloaders serve from a child process and wait for it with ``subprocess``. Ctrl-C reaches
+both; the parent then waits 0.25 s for the child (``subprocess``'s grace after a
+``KeyboardInterrupt``) and kills it with SIGKILL (at once, when the parent gets SIGTERM instead).
+No drain fits in 0.25 s against an endpoint a few hundred milliseconds away, and nothing runs
+after SIGKILL. So in such a child:
 
 - every call goes to the spool before it is sent (``BucketSpanExporter.keep_in_spool``; then
   ``force_flush`` sends it from there and deletes it once the API answered): whenever the child
   dies, what it had not delivered is on disk, and the next process on the same spool (the next
-  ``runserver``, or ``otel-bucket spool flush``) sends it;
+  server started, or ``otel-bucket spool flush``) sends it;
 - at Ctrl-C (SIGINT, which ``install()`` arms in such a child), the spans still queued go to the
   spool too, sending stops (calls in flight are still settled), the child's leases on spooled
   calls are given back so that the next process sends them at once, and one ERROR line says how
-  many calls wait, where, and how to avoid it (``--noreload``).
+  many calls wait, where, and how to avoid it (run without the reloader).
 
 Without a spool none of this is possible: the ERROR line then counts what is at risk.
 """
@@ -23,7 +24,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from opentelemetry.sdk.trace import ReadableSpan
 
@@ -32,17 +33,26 @@ from otel_bucket._lifecycle import installed
 if TYPE_CHECKING:
     from otel_bucket._exporter import BucketSpanExporter
 
-__all__ = ["hand_over", "killed_by", "spool_first"]
+__all__ = ["hand_over", "handed_over", "killed_by", "spool_first"]
 
 _log = logging.getLogger(__name__)
 
 _handed_over = [False]  # Ctrl-C came: nothing more is sent from this process
 
 
-def killed_by() -> str | None:
-    """The reloader that kills this process 0.25 s after Ctrl-C, or None."""
-    if os.environ.get("RUN_MAIN") == "true":  # django.utils.autoreload.DJANGO_AUTORELOAD_ENV
-        return "Django's autoreloader"
+# What each reloader sets in its child's environment, its name, and how to run without it.
+_RELOADERS: Final = (
+    ("RUN_MAIN", "Django's autoreloader", "`runserver --noreload`"),  # DJANGO_AUTORELOAD_ENV
+    ("WERKZEUG_RUN_MAIN", "Werkzeug's reloader", "`flask run --no-reload`"),
+)
+
+
+def killed_by() -> tuple[str, str] | None:
+    """The reloader that kills this process 0.25 s after Ctrl-C (its name, and how to run
+    without it), or None."""
+    for variable, name, instead in _RELOADERS:
+        if os.environ.get(variable) == "true":
+            return name, instead
     return None
 
 
@@ -75,9 +85,10 @@ def hand_over() -> None:
     """Ctrl-C in a reloader's child: every processor keeps what it holds in the spool and stops
     sending, and one ERROR line says so. Runs in the SIGINT handler, on the main thread, which
     in such a child runs the reloader's loop, never otel-bucket's code."""
-    reason = killed_by()
-    if reason is None or _handed_over[0]:
+    reloader = killed_by()
+    if reloader is None or _handed_over[0]:
         return
+    name, instead = reloader
     _handed_over[0] = True
     kept = at_risk = 0
     where: set[str] = set()
@@ -94,18 +105,19 @@ def hand_over() -> None:
         _log.error(
             "otel-bucket: %s ends this process 0.25 s after Ctrl-C, too soon to deliver what it "
             "holds: %d call(s) not delivered yet are kept in the spool (%s) for the next process "
-            "on this endpoint to send (or `otel-bucket spool flush` now); `runserver "
-            "--noreload` delivers them before exiting",
-            reason,
+            "on this endpoint to send (or `otel-bucket spool flush` now); %s delivers them "
+            "before exiting",
+            name,
             kept,
             ", ".join(sorted(where)),
+            instead,
         )
     if at_risk:
         _log.error(
             "otel-bucket: %s ends this process 0.25 s after Ctrl-C, too soon to deliver what it "
             "holds, and the spool is off: %d span(s) and call(s) not delivered yet are lost if "
-            "they are not sent by then; turn the spool on (BUCKET_SPOOL_DIR) or run `runserver "
-            "--noreload`",
-            reason,
+            "they are not sent by then; turn the spool on (BUCKET_SPOOL_DIR) or use %s",
+            name,
             at_risk,
+            instead,
         )

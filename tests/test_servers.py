@@ -59,10 +59,10 @@ def tool(name: str) -> str:
 def serve(args: list[str], env: dict[str, str], ready: list[str]) -> tuple[Group, str]:
     """Start a server; wait for its URL and then for each ``ready`` line, in order."""
     proc = Group(args, env=env)
-    try:
-        url = proc.expect(URL).group(1)
+    try:  # a loaded machine may take a while to start workers
+        url = proc.expect(URL, timeout=60).group(1)
         for line in ready:
-            proc.expect(line)
+            proc.expect(line, timeout=60)
     except BaseException:
         proc.stop_group()
         raise
@@ -282,14 +282,30 @@ def test_celery_recycled_children(celery_env: dict[str, str], slow: CaptureServe
     assert len(slow.calls("event")) == 50
 
 
-# -- Django's runserver ----------------------------------------------------------------------
+# -- development servers with a reloader -------------------------------------------------------
+
+RELOADERS = {  # the command, a path that makes one feature call, the reloader's name
+    "django runserver": (
+        ["python", "examples/django_app.py", "runserver", "127.0.0.1:0"],
+        "/reports/weekly",
+        "Django's autoreloader",
+    ),
+    "flask run --reload": (
+        ["flask", "--app", "examples/flask_app", "run", "--reload", "--port", "0"],
+        "/export",
+        "Werkzeug's reloader",
+    ),
+}
 
 
-def test_django_runserver_autoreloader_ctrl_c(slow: CaptureServer, tmp_path: Path) -> None:
-    """``runserver`` with its autoreloader (the default), Ctrl-C to the process group as a
-    terminal sends it: the reloader kills its child 0.25 s later, too soon for a drain against
-    an endpoint 0.2 s away. Each event arrived or waits in the spool, one ERROR line says so,
-    and the next process (``otel-bucket spool flush``) delivers the rest."""
+@pytest.mark.parametrize("name", RELOADERS)
+def test_reloader_ctrl_c(name: str, slow: CaptureServer, tmp_path: Path) -> None:
+    """Django's ``runserver`` (its autoreloader is the default) or ``flask run --reload``,
+    Ctrl-C to the process group as a terminal sends it: the reloader kills its child 0.25 s
+    later, too soon for a drain against an endpoint 0.2 s away. Each event arrived or waits in
+    the spool, one ERROR line says so, and the next process (``otel-bucket spool flush``)
+    delivers the rest."""
+    command, path, reloader = RELOADERS[name]
     spool = tmp_path / "spool"
     env = child_env(
         BUCKET_ENDPOINT=slow.url,
@@ -297,12 +313,12 @@ def test_django_runserver_autoreloader_ctrl_c(slow: CaptureServer, tmp_path: Pat
         BUCKET_SPOOL_DIR=str(spool),
         OTEL_INSTRUMENT_DJANGO="0",
     )
-    proc, url = serve(python("examples/django_app.py", "runserver", "127.0.0.1:0"), env, [])
+    program = python(*command[1:]) if command[0] == "python" else [tool(command[0]), *command[1:]]
+    proc, url = serve(program, env, [])
     try:
         for user in range(1, 6):
             headers = {"X-User-Id": str(user), "X-Company-Id": "acme"}
-            reply = requests.get(f"{url}/reports/weekly", headers=headers, timeout=10)
-            assert reply.status_code == 200
+            assert requests.get(url + path, headers=headers, timeout=10).status_code == 200
     except BaseException:
         proc.stop_group()
         raise
@@ -313,4 +329,4 @@ def test_django_runserver_autoreloader_ctrl_c(slow: CaptureServer, tmp_path: Pat
     assert sorted(set(users)) == ["1", "2", "3", "4", "5"], (users, proc.lines)
     errors = [line for line in proc.lines if "Ctrl-C" in line and "spool" in line]
     assert len(errors) == 1, proc.lines
-    assert re.search(r"autoreloader .* \d+ call\(s\) .* kept in the spool", errors[0])
+    assert re.search(rf"{reloader} .* \d+ call\(s\) .* kept in the spool", errors[0])
