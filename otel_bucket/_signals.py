@@ -69,7 +69,7 @@ def arm(on: bool) -> None:
     """Make SIGTERM and SIGHUP drain first (``on``), when called from the main thread; or give
     them back their previous handlers. Calling it again re-arms a signal whose handler something
     else replaced since. In the child of a reloader that kills it soon after Ctrl-C (Django's
-    autoreloader), SIGINT first keeps what is held in the spool (see ``_reloader``)."""
+    autoreloader, Werkzeug's), SIGINT first keeps what is held in the spool (``_reloader``)."""
     if not on:
         _disarm()
         return
