@@ -241,6 +241,16 @@ class Dispatcher:
         ):
             self._news.wait(max(end - time.monotonic(), 0.001))
 
+    def withdraw(self) -> list[Pending]:
+        """Every call not in flight, taken out of memory (to be kept elsewhere); the books
+        count them, then ``settled_left``."""
+        with self._lock:
+            left = self.queue.take_waiting()
+            self._begin_settling(len(left))
+            for item in left:
+                item.resolve(False)
+        return left
+
     def settled_left(self, count: int) -> None:
         """The books have counted ``count`` calls that ``drain`` returned."""
         self._end_settling(count)

@@ -8,27 +8,63 @@ multiprocessing or billiard child runs before ``os._exit``) drains them within t
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import logging
 import math
 import sys
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from otel_bucket._processor import BucketSpanProcessor
 
-__all__ = ["drain_at_child_exit", "drain_at_end", "flush", "installed", "register"]
+__all__ = [
+    "at_process_end",
+    "drain_at_child_exit",
+    "drain_at_end",
+    "flush",
+    "installed",
+    "register",
+]
 
 _log = logging.getLogger(__name__)
 
 _processors: weakref.WeakSet[BucketSpanProcessor] = weakref.WeakSet()
+_at_end: list[Callable[[], None]] = []  # run once each at the process's end
 
 
 def register(processor: BucketSpanProcessor) -> None:
-    """Drain ``processor`` at the process's end and on ``flush()``."""
+    """Drain ``processor`` at the process's end and on ``flush()``.
+
+    In a multiprocessing child (a ``spawn`` one, such as a uvicorn ``--workers`` worker, built
+    its processor itself), which ends with ``os._exit()`` after multiprocessing's own exit hooks
+    and never runs ``atexit``, the drain is one of those hooks.
+    """
     _processors.add(processor)
+    if _in_multiprocessing_child():
+        _finalize_at_exit(processor)
     connect_celery()
+
+
+def at_process_end(hook: Callable[[], None]) -> None:
+    """Run ``hook`` (once) at the process's end: at ``atexit``, or in a multiprocessing child
+    with its exit hooks, after the processors' drains."""
+    if hook in _at_end:
+        return
+    _at_end.append(hook)
+    atexit.register(hook)
+    if _in_multiprocessing_child():
+        import multiprocessing.util
+
+        multiprocessing.util.Finalize(None, hook, exitpriority=0)
+
+
+def _in_multiprocessing_child() -> bool:
+    # Never imports multiprocessing: in a child of it, it is imported already.
+    process = sys.modules.get("multiprocessing.process")
+    return process is not None and process.parent_process() is not None
 
 
 def installed() -> list[BucketSpanProcessor]:

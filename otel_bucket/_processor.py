@@ -30,6 +30,7 @@ from otel_bucket._batching import BatchSettings, resolve_batch_settings
 from otel_bucket._exporter import BucketSpanExporter
 from otel_bucket._fork import after_fork_in_child
 from otel_bucket._lifecycle import drain_at_child_exit
+from otel_bucket._reloader import spool_first
 from otel_bucket._sampling import is_relevant
 from otel_bucket._threads import refuse_process_signals
 
@@ -313,7 +314,9 @@ class BucketSpanProcessor(SpanProcessor):
                 break
             count -= len(batch)
             try:
-                if self._bucket is not None:  # queued: its senders send, nothing waits here
+                if spool_first(self._bucket, batch, remaining):
+                    pass  # a reloader's child: to the spool first (see _reloader)
+                elif self._bucket is not None:  # queued: its senders send, nothing waits here
                     self._bucket.submit(batch)
                 else:
                     self._exporter.export(batch)

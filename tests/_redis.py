@@ -33,19 +33,25 @@ def filesystem_options(folder: str) -> dict[str, str]:
 @contextmanager
 def broker(folder: Path) -> Iterator[Broker]:
     """Start redis-server in ``folder`` (or set up the filesystem transport there)."""
-    redis = shutil.which("redis-server")
-    if redis is None:
+    if shutil.which("redis-server") is None:
         messages = folder / "messages"
         (messages / "control").mkdir(parents=True)
         yield Broker("filesystem://", {"CELERY_FS_FOLDER": str(messages)})
         return
     sock = folder / "redis.sock"
-    server = Group(
-        [redis, "--port", "0", "--unixsocket", str(sock), "--save", "", "--appendonly", "no"],
-        cwd=folder,
-    )
+    with redis_server(folder, "--port", "0", "--unixsocket", str(sock)):
+        yield Broker(f"redis+socket://{sock}")
+
+
+@contextmanager
+def redis_server(folder: Path, *listen: str) -> Iterator[None]:
+    """A redis-server in ``folder``, listening as ``listen`` says (``--port N``), stopped at the
+    end; it must be installed (``.ci/run`` installs it)."""
+    redis = shutil.which("redis-server")
+    assert redis is not None, "redis-server is not installed (apt-get install redis-server)"
+    server = Group([redis, *listen, "--save", "", "--appendonly", "no"], cwd=folder)
     try:
         server.expect(r"(?i)ready to accept connections", timeout=20)
-        yield Broker(f"redis+socket://{sock}")
+        yield
     finally:
         server.stop_group()
