@@ -81,6 +81,10 @@ class Books(Protocol):
 
     def settled(self, item: Pending, outcome: Outcome) -> None: ...
 
+    def delivered(self, item: Pending) -> None: ...
+
+    def is_duplicate(self, item: Pending) -> bool: ...
+
     def merged(self, items: Sequence[Pending]) -> None: ...
 
     def spill(self, items: Sequence[Pending]) -> None: ...
@@ -133,6 +137,7 @@ class Dispatcher:
         self._rng = random.Random()
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)  # idle senders wait here
+        self._tick = threading.Condition(self._lock)  # ... and the one that keeps time, here
         self._news = threading.Condition(self._lock)  # callers waiting for calls wait here
         self._stop = threading.Event()  # ends an injected clock's wait
         self.queue = CallQueue()
@@ -167,7 +172,12 @@ class Dispatcher:
             for item in items:
                 item.hold(ticket)
         with self._lock:
-            merged = self.queue.add(items, now=self._clock.monotonic())
+            merged = self.queue.add(
+                items,
+                now=self._clock.monotonic(),
+                duplicate=self._books.is_duplicate,
+                failing=self._gate.is_failing,
+            )
             over = self.queue.overflow(self._memory_limit)
             self._begin_settling(len(merged) + len(over))
             for item in over:
@@ -221,6 +231,7 @@ class Dispatcher:
         with self._lock:
             self._closed = True
             self._work.notify_all()
+            self._tick.notify_all()
             end = time.monotonic() + max(deadline - self._clock.monotonic(), 0.0) + GRACE
             self._wait_for_flights(end)
         if self.queue.flying:  # started before the drain, with a longer deadline
@@ -260,12 +271,13 @@ class Dispatcher:
         with self._lock:
             self._closed = True
             self._work.notify_all()
+            self._tick.notify_all()
         self._stop.set()
 
     def wake(self) -> None:
         """Look again (the spool has calls, the clock moved): a timekeeper recomputes."""
         with self._lock:
-            self._work.notify()
+            self._tick.notify()
             start = self._wake(1) if self._threads == 0 else 0
         self._start(start)
 
@@ -284,9 +296,10 @@ class Dispatcher:
     def _wake(self, ready: int) -> int:
         """With the lock held: wake idle senders for ``ready`` calls, as many as may go now;
         return how many more threads to start."""
+        self._tick.notify()  # times may have changed: the timekeeper looks again
         ready = min(ready, self._free_slots())
-        waking = min(ready, self._idle)
-        if waking:
+        waking = min(ready, self._idle - (1 if self._timekeeper else 0))
+        if waking > 0:
             self._work.notify(waking)
         room = min(self._ceiling, self.latency.useful_in_flight()) - self._threads
         more = max(min(ready - waking, room), 0)
@@ -358,13 +371,17 @@ class Dispatcher:
                 timeout = min(max(wake_at - self._clock.monotonic(), 0.0), _RETIRE)
         self._idle += 1
         try:
-            self._work.wait(timeout)
+            (self._tick if keeper else self._work).wait(timeout)
         finally:
             self._idle -= 1
             if keeper:
                 self._timekeeper = False
 
     # -- taking the next call -------------------------------------------------------------------
+
+    def _admissions(self) -> dict[str, tuple[Admission, float]]:
+        """With the lock held: what the gate says of each method now (asking only)."""
+        return {method: self._gate.admit(method, take_probe=False) for method in METHODS}
 
     def _next(self) -> _Attempt | object | None:
         """With the lock held: the next attempt to make, ``_REFILL``, or None."""
@@ -378,29 +395,38 @@ class Dispatcher:
             return _REFILL
         if not queue.ready:
             return None
-        admission, _ = self._gate.admit(take_probe=False)
-        if admission in (Admission.WAIT, Admission.WAIT_PROBE, Admission.CLOSED):
-            return None
         if self._horizon is not None and now + self.latency.expected() > self._horizon:
             return None  # it could not be answered before the drain ends
         if queue.flying >= min(self._ceiling, self.latency.useful_in_flight()):
             return None
-        probe = admission is Admission.PROBE
+        admissions = self._admissions()
+        open_ = {m for m, (a, _) in admissions.items() if a in (Admission.OPEN, Admission.PROBE)}
+        if not open_:
+            return None
+        probing = [m for m in open_ if admissions[m][0] is Admission.PROBE]
         limits = self._limits
         in_flight = queue.in_flight
         item = queue.take(
-            lambda method: limits[method].allows(in_flight[method]),
-            next(self._probe_turn) if probe else None,
-            fresh_first=self._gate.erring(),
+            lambda method: method in open_ and limits[method].allows(in_flight[method]),
+            next(m for m in self._probe_order() if m in probing) if probing else None,
+            newest_first=any(self._gate.erring(method) for method in open_),
         )
         if item is None:
             return None
+        probe = admissions[item.method][0] is Admission.PROBE
         if probe:
-            self._gate.admit(take_probe=True)
+            self._gate.admit(item.method, take_probe=True)
         limit = limits[item.method]
         busy = in_flight[item.method] >= int(limit.limit)
         spawn = self._wake(queue.ready) if queue.ready else 0
         return _Attempt(item, probe, limit.start(), busy, spawn)
+
+    def _probe_order(self) -> list[str]:
+        """The methods, the next one to probe first (a down endpoint is probed with each in
+        turn: one method may be what fails)."""
+        first = next(self._probe_turn)
+        start = METHODS.index(first)
+        return [*METHODS[start:], *METHODS[:start]]
 
     def _may_refill(self, now: float) -> bool:
         if self._refilling or self._horizon is not None:
@@ -408,27 +434,23 @@ class Dispatcher:
         when = self._books.may_refill()
         if when is None or when > now or len(self.queue) >= self._memory_limit // 2:
             return False
-        admission, _ = self._gate.admit(take_probe=False)
-        return admission is Admission.OPEN
+        return not self._gate.is_down() and now >= self._gate.not_before()
 
     def _next_event(self) -> float | None:
         """With the lock held: when a call may become sendable by time (None: no call waits
         for a time; a landing, which notifies, may still free a slot)."""
         now = self._clock.monotonic()
-        due = self.queue.next_due()
+        times = []
+        for method, (admission, until) in self._admissions().items():
+            if admission in (Admission.WAIT, Admission.CLOSED) and self.queue.has_ready(method):
+                times.append(until)  # its ready calls go when it opens (or is probed)
+        due = self.queue.next_due()  # a backoff ends, or an event stops waiting
+        if due is not None:
+            times.append(max(due, self._gate.not_before()))  # none goes before a Retry-After
         look = self._books.may_refill() if self._horizon is None else None
-        if len(self.queue) >= self._memory_limit // 2:
-            look = None
-        admission, until = self._gate.admit(take_probe=False)
-        if admission in (Admission.WAIT, Admission.CLOSED):  # nothing goes before ``until``
-            if self.queue.ready:
-                due = now
-            when = [max(t, until) for t in (due, look) if t is not None]
-        elif admission is Admission.WAIT_PROBE:  # the probe's landing notifies
-            when = [t for t in (due,) if t is not None]
-        else:  # ready calls wait for a slot: a landing notifies
-            when = [t for t in (due, look) if t is not None]
-        return max(min(when), now) if when else None
+        if look is not None and len(self.queue) < self._memory_limit // 2:
+            times.append(max(look, self._gate.not_before()))
+        return max(min(times), now) if times else None
 
     # -- one attempt ----------------------------------------------------------------------------
 
@@ -470,11 +492,13 @@ class Dispatcher:
         if answer.status is not None:
             with self._lock:
                 self.latency.observe(time.monotonic() - started)
-        was_down = self._gate.is_down()
-        self._gate.observe(answer, probe=attempt.probe, in_flight=self.queue.flying)
-        if self._gate.is_down() and not was_down:
-            with self._lock:
-                self.queue.age_fresh()
+        in_flight = self.queue.in_flight[item.method]
+        if self._gate.observe(answer, item.method, probe=attempt.probe, in_flight=in_flight):
+            with self._lock:  # found failing: events stop waiting for what fails
+                down = self._gate.is_down()
+                freed = self.queue.unblock(None if down else item.method)
+                start = self._wake(len(freed)) if freed else 0
+            self._start(start)
         kind = verdict(answer)
         if kind is Verdict.DELIVERED:
             outcome = Outcome.DELIVERED
@@ -510,12 +534,12 @@ class Dispatcher:
             elif outcome is Outcome.FAILED:
                 freed = self.queue.retry_at(item, self._next_try(item, answer))
             else:
+                if outcome is Outcome.DELIVERED:
+                    self._books.delivered(item)  # remembered before the queue forgets it
                 freed = self.queue.settle(item)
                 self._begin_settling(1)
-            if attempt.probe:  # the endpoint may be open again: every sender may go
-                start = self._wake(self.queue.ready)
-            else:
-                start = self._wake(len(freed)) if freed else 0
+            # After a probe every sender may go; after a backoff began, the timekeeper looks.
+            start = self._wake(self.queue.ready if attempt.probe else len(freed))
             if self._callers:
                 self._news.notify_all()
         self._start(start)
@@ -567,7 +591,10 @@ class Dispatcher:
         self.queue.promote(self._clock.monotonic())
         if not self.queue.ready:
             return True
-        return self._gate.admit(take_probe=False)[0] not in (Admission.OPEN, Admission.PROBE)
+        return not any(
+            admission in (Admission.OPEN, Admission.PROBE)
+            for admission, _ in self._admissions().values()
+        )
 
     def _drive(self, done: Callable[[], bool], deadline: float, patient: bool) -> bool:
         grace_end: float | None = None  # past the deadline, answers due are waited for
@@ -589,7 +616,10 @@ class Dispatcher:
                     busy = (
                         self.queue.flying or self._refilling or self._settle_begun != self._settled
                     )
-                    closed = self._gate.admit(take_probe=False)[0] is Admission.CLOSED
+                    closed = all(
+                        admission is Admission.CLOSED
+                        for admission, _ in self._admissions().values()
+                    )
                     # A down endpoint costs one wait, not one per export: its probe is the
                     # senders' business (without them, the next export's).
                     if not busy and (until >= deadline or not patient or closed):

@@ -369,15 +369,21 @@ class BucketSpanExporter(ExporterBooks, SpanExporter):
         self._left = []
         left = self._dispatcher.drain(deadline, send=send)
         failed, self._left = self._left, None
-        stored = self._spool_quietly(self._collapse(failed + left))
+        kept = self._collapse(failed + left)
+        stored = self._spool_quietly(kept)
         self._dispatcher.settled_left(len(left))
         self._spooling.close()
+        still = {id(item) for item in kept}
+        failed = [item for item in failed if id(item) in still]
+        left = [item for item in left if id(item) in still]
+        refused = sum(1 for item in left if not send or self._gate.is_failing(item.method))
         self._report.at_exit(
             kept=stored,
-            lost=len(failed) + len(left) - stored,
+            lost=len(kept) - stored,
             failed=len(failed),
-            unsent=len(left),
-            cause=self._gate.last_error if failed or not send else "",
+            refused=refused,
+            late=len(left) - refused,
+            cause=self._gate.last_error,
             spool=str(self._settings.spool_dir) if stored else "",
             latency=self._dispatcher.latency.mean,
             spooled=self._stats.snapshot(0).spooled,

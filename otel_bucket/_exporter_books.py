@@ -68,13 +68,12 @@ class ExporterBooks:
         counted = _COUNTED.get(outcome)
         if counted is not None:
             self._count(counted, [item])
-            if outcome is Outcome.DELIVERED:
-                self._dedupe.remember(item.call)
             self._spooling.done(item)
             self._tell(item, outcome)
-        elif outcome is Outcome.FAILED and not self._stopping:  # each call counted once
-            first = 1 if item.attempts == 1 else 0
-            self._report.not_delivered_yet(first, self.pending, self._gate.last_error)
+        elif outcome is Outcome.FAILED:  # it waits for a retry; each call is counted once
+            if not self._stopping:
+                first = 1 if item.attempts == 1 else 0
+                self._report.not_delivered_yet(first, self.pending, self._gate.last_error)
         elif outcome is Outcome.MERGED:
             self._count("deduplicated", [item])
         elif outcome is Outcome.RETURNED:
@@ -91,6 +90,15 @@ class ExporterBooks:
             self._report.misdirected([item])
         elif outcome is Outcome.GIVEN_UP:
             self._report.given_up([item])
+
+    def delivered(self, item: Pending) -> None:
+        """``item`` was just delivered: remember it for deduplication (before the queue
+        forgets it, so that a same call queued meanwhile is seen as a duplicate)."""
+        self._dedupe.remember(item.call)
+
+    def is_duplicate(self, item: Pending) -> bool:
+        """Whether an identical call was delivered within the dedupe window."""
+        return self._dedupe.is_duplicate(item.call)
 
     def merged(self, items: Sequence[Pending]) -> None:
         """``items`` were merged into calls for the same ids that still wait."""

@@ -76,10 +76,18 @@ class CallQueue:
 
     # -- adding ---------------------------------------------------------------------------------
 
-    def add(self, items: Iterable[Pending], lane: int = FRESH, now: float = 0.0) -> list[Pending]:
+    def add(
+        self,
+        items: Iterable[Pending],
+        lane: int = FRESH,
+        now: float = 0.0,
+        duplicate: Callable[[Pending], bool] | None = None,
+        failing: Callable[[str], bool] | None = None,
+    ) -> list[Pending]:
         """Queue ``items`` (user and company calls before the events that need them) at ``now``
-        (on the clock); return those merged into a waiting call for the same ids (they are
-        settled: deduplicated)."""
+        (on the clock); return those merged into a waiting call for the same ids, or that
+        ``duplicate`` says were delivered meanwhile (they are settled: deduplicated). An event
+        does not wait for calls of a method ``failing`` says fails."""
         merged: list[Pending] = []
         for item in items:
             if item.method != "event":
@@ -96,11 +104,15 @@ class CallQueue:
                         merged.append(item)
                         continue
                     _block(item, waiting)  # news about one being sent: after it, in order
+                elif duplicate is not None and duplicate(item):  # delivered since its export
+                    item.state = DONE
+                    merged.append(item)
+                    continue
                 self._latest[identity] = item
             item.seq = next(self._seq)
             self._items[item.seq] = item
             if item.method == "event":
-                self._block_on_its_calls(item)
+                self._block_on_its_calls(item, failing)
             if item.blockers:
                 item.state = BLOCKED
                 heapq.heappush(self._blocked, (now + PATIENCE_SECONDS, item.seq, item))
@@ -108,10 +120,14 @@ class CallQueue:
                 self._push(item, lane)
         return merged
 
-    def _block_on_its_calls(self, item: Pending) -> None:
+    def _block_on_its_calls(
+        self, item: Pending, failing: Callable[[str], bool] | None = None
+    ) -> None:
         for key in _blocker_keys(item):
             blocker = self._latest.get(key)
             if blocker is None or blocker.state == DONE or blocker.attempts >= PATIENCE:
+                continue
+            if failing is not None and failing(blocker.method):
                 continue
             _block(item, blocker)
 
@@ -137,6 +153,10 @@ class CallQueue:
             if item.state == DELAYED and item.not_before == not_before:
                 self._push(item, RETRIED)
 
+    def has_ready(self, method: str) -> bool:
+        """Whether calls of ``method`` are ready."""
+        return any(self._end(lane, 0) is not None for lane in self._lanes[method])
+
     def next_due(self) -> float | None:
         """When the earliest call in backoff, or waiting for another, may go (None: none)."""
         blocked = self._blocked
@@ -155,36 +175,39 @@ class CallQueue:
         may_send: Callable[[str], bool],
         probe: str | None = None,
         *,
-        fresh_first: bool = False,
+        newest_first: bool = False,
     ) -> Pending | None:
-        """The next call to send, oldest first, fresh and retried lanes in turn, among the
-        methods ``may_send`` allows; with ``probe``, a call of that method if there is one.
-        With ``probe`` or ``fresh_first`` (the endpoint has been failing), a call never tried
-        goes first: old calls may fail for their own reasons, a fresh one tells more."""
+        """The next call to send, among the methods ``may_send`` allows: oldest first, fresh
+        and retried lanes in turn. With ``probe``, a call of that method if there is one. With
+        ``probe`` or ``newest_first`` (the endpoint has been failing), the newest call never
+        tried goes first: it tells most about the endpoint now, where old calls may fail for
+        reasons of their own (and waited through the trouble anyway)."""
         if not self.ready:
             return None
         self._turn ^= 1
         best: Pending | None = None
+        newest = bool(probe) or newest_first
         for method in (probe, *METHODS) if probe else METHODS:
             if method is None or not may_send(method):
                 continue
             lanes = self._lanes[method]
-            if probe or fresh_first:
-                order = (lanes[FRESH], lanes[RETRIED])
-            else:
-                order = (lanes[self._turn], lanes[self._turn ^ 1])
+            order = (FRESH, RETRIED) if newest else (self._turn, self._turn ^ 1)
             for lane in order:
-                head = self._head(lane)
-                if head is not None:
-                    if best is None or head.seq < best.seq:
-                        best = head
+                end = -1 if newest and lane == FRESH else 0
+                found = self._end(lanes[lane], end)
+                if found is not None:
+                    if best is None or (found.seq > best.seq if end else found.seq < best.seq):
+                        best, best_lane, best_end = found, lane, end
                     break
             if probe and best is not None:
                 break
         if best is None:
             return None
-        lanes = self._lanes[best.method]
-        (lanes[0] if lanes[0] and lanes[0][0] is best else lanes[1]).popleft()
+        lane_of = self._lanes[best.method][best_lane]
+        if best_end:
+            lane_of.pop()
+        else:
+            lane_of.popleft()
         self.ready -= 1
         best.state = FLIGHT
         self.in_flight[best.method] += 1
@@ -192,12 +215,16 @@ class CallQueue:
         return best
 
     @staticmethod
-    def _head(lane: deque[Pending]) -> Pending | None:
+    def _end(lane: deque[Pending], end: int) -> Pending | None:
+        """The ready call at the head (``end`` 0) or the tail (-1) of ``lane``."""
         while lane:
-            item = lane[0]
+            item = lane[end]
             if item.state == READY:
                 return item
-            lane.popleft()  # taken out of memory meanwhile
+            if end:
+                lane.pop()  # taken out of memory meanwhile
+            else:
+                lane.popleft()
         return None
 
     # -- after an attempt -----------------------------------------------------------------------
@@ -302,12 +329,15 @@ class CallQueue:
         self.in_flight = dict.fromkeys(METHODS, 0)
         return out
 
-    def age_fresh(self) -> None:
-        """Calls never tried that waited through an outage join the retried lane, so that calls
-        queued after it take turns with them instead of queueing behind them."""
-        for fresh, retried in self._lanes.values():
-            retried.extend(fresh)
-            fresh.clear()
+    def unblock(self, method: str | None = None) -> list[Pending]:
+        """The endpoint (None), or ``method``, was found failing: events stop waiting for user
+        and company calls of what fails (they could wait for long, and an event may be what
+        gets through). Return the events freed."""
+        freed: list[Pending] = []
+        for item in list(self._latest.values()):
+            if item.dependents and method in (None, item.method):
+                freed += self.release(item)
+        return freed
 
     def retry_all_now(self) -> None:
         """Every call in backoff becomes ready at once (the last chance at shutdown)."""

@@ -127,7 +127,8 @@ class Reporter:
         kept: int,
         lost: int,
         failed: int,
-        unsent: int,
+        refused: int,
+        late: int,
         cause: str,
         spool: str,
         latency: float | None,
@@ -139,18 +140,23 @@ class Reporter:
         Args:
             kept, lost: calls left over that the spool took, and those it could not.
             failed: those that failed their last attempt (with ``cause``).
-            unsent: those not sent: the endpoint was down (``cause`` set), or the drain's time
-                ran out first (the endpoint answering in ``latency`` seconds a call).
+            refused: those not sent because the endpoint is down, or their method answers only
+                errors (``cause``).
+            late: those not sent because the drain's time ran out first (the endpoint
+                answering in ``latency`` seconds a call).
             spooled: calls this exporter put in the spool in all (``kept`` included).
         """
         reasons = []
         if failed:
             reasons.append(f"{failed} failed their last attempt ({cause or 'unknown'})")
-        if unsent and cause and not failed:
-            reasons.append(f"{unsent} were not sent: the endpoint is down ({cause})")
-        elif unsent:
+        if refused:
+            reasons.append(
+                f"{refused} were not sent: the endpoint gives no answer, or only errors "
+                f"({cause or 'unknown'})"
+            )
+        if late:
             pace = f"; the endpoint took {latency:.2f} s a call" if latency else ""
-            reasons.append(f"{unsent} were not sent before the drain's time ran out{pace}")
+            reasons.append(f"{late} were not sent before the drain's time ran out{pace}")
         why = "; ".join(reasons)
         if kept:
             before = f" ({spooled} in all since it started)" if spooled > kept else ""

@@ -78,10 +78,10 @@ class Spooling:
     def claim(self) -> list[Pending]:
         """Take a batch of spooled calls under a lease, oldest first (none when it is empty)."""
         spool = self.spool
-        if spool is None or spool.disabled or not spool.path.exists():
+        if spool is None or spool.disabled:
             self._next_look = self._clock() + _LOOK_AGAIN
             return []
-        taken = spool.claim(CLAIM_BATCH)
+        taken = spool.claim(CLAIM_BATCH)  # no file yet: none, and the directory is swept
         if len(taken) < CLAIM_BATCH:
             self._next_look = self._clock() + _LOOK_AGAIN
         items = []

@@ -57,6 +57,8 @@ class Rule:
     latency: Latency | None = None  # instead of the server's latency
     body: str | None = None  # the answer's body, instead of {"success":true}
     hang_up: bool = False  # close the connection instead of answering (recorded status None)
+    above: int | None = None  # only while more calls than this are in flight (a capacity)
+    id_prefix: str | None = None  # only for calls about ids that start with it
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Rule:

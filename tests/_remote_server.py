@@ -48,10 +48,14 @@ class _Script:
             return self.rng.uniform(spec[0], spec[1])
         return float(spec)
 
-    def match(self, method: str, body: Any, now: float) -> Rule | None:
+    def match(self, method: str, body: Any, now: float, in_flight: int) -> Rule | None:
         elapsed = now - self.started
         for index, rule in enumerate(self.rules):
             if rule.method is not None and rule.method != method:
+                continue
+            if rule.above is not None and in_flight <= rule.above:
+                continue
+            if rule.id_prefix is not None and not id_of(method, body).startswith(rule.id_prefix):
                 continue
             if elapsed < rule.after or (rule.until is not None and elapsed >= rule.until):
                 continue
@@ -233,7 +237,7 @@ def accept(conn: _Connection, verb: str, target: str, raw: bytes) -> None:
         if id_of(method, body) == "":
             status, reply, rule = 400, b'{"success":false,"error":"invalid body"}', None
         else:
-            rule = state.script.match(method, body, received)
+            rule = state.script.match(method, body, received, state.in_flight + 1)
             status = 200 if rule is None else rule.status
             reply = _OK if rule is None else _body(rule)
     headers = {} if rule is None or rule.retry_after is None else {"Retry-After": rule.retry_after}
