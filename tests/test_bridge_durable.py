@@ -3,10 +3,20 @@ into memory, accepting it with the spool as overflow, and refusing it (503)."""
 
 from __future__ import annotations
 
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+import requests
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
 from otel_bucket import BucketSpanExporter
-from tests._running import free_port
+from tests._bridge import CLIENTS, PROTO, bridge_process, node_clients, stats
+from tests._capture import CaptureServer, Reply
+from tests._running import Running, child_env, free_port, python
 from tests._spans import make_spans
 
 KEY = "durable-test-key"
@@ -57,3 +67,127 @@ def test_no_spool_no_room(tmp_path: Path) -> None:
     broken.shutdown()  # the spool cannot create its file: it turns itself off
     assert broken.stats.spooled == 0
     assert not broken.spool_has_room()
+
+
+# -- a real bridge process whose Bucket is down, and real OTLP clients with default settings ------
+
+FULL = 9_000  # calls in memory at which a bridge without spool room refuses (90 % of 10,000)
+
+
+@pytest.fixture(scope="session")
+def node_modules() -> Path:
+    return node_clients()
+
+
+def until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll a real condition of another process, with a bounded deadline."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        time.sleep(0.1)
+
+
+def fill(url: str, start: int, requests_: int, per_request: int = 300) -> list[str]:
+    """POST spans of new users, each making a user, a company and an event call; return the
+    names of the events in requests answered 200 (the others got 503)."""
+    accepted = []
+    for first in range(start, start + requests_ * per_request, per_request):
+        names = [f"fill {i}" for i in range(first, first + per_request)]
+        spans = make_spans(
+            *[
+                {"enduser.id": f"u{n}", "bucket.company.id": f"c{n}", "bucket.event": n}
+                for n in names
+            ]
+        )
+        body = encode_spans(spans).SerializeToString()
+        answer = requests.post(f"{url}/v1/traces", data=body, headers=PROTO, timeout=30)
+        assert answer.status_code in (200, 503), answer.status_code
+        if answer.status_code == 200:
+            accepted += names
+    return accepted
+
+
+def start_clients(url: str, node_modules: Path, count: int) -> list[Running]:
+    """The Python and the Node burst services, each sending ``count`` events."""
+    node = shutil.which("node")
+    assert node is not None
+    return [
+        Running(python(str(CLIENTS / "burst.py"), url, "py", str(count))),
+        Running(
+            [node, str(CLIENTS / "burst.js"), url, "node", str(count)],
+            env=child_env(NODE_PATH=str(node_modules)),
+        ),
+    ]
+
+
+def delivered(server: CaptureServer) -> Counter[str]:
+    return Counter(call["event"] for call in server.calls("event"))
+
+
+def down(path: str, body: bytes) -> Reply:
+    return Reply(status=503)
+
+
+CLIENT_EVENTS = Counter({f"{who} event {i}": 1 for who in ("py", "node") for i in range(50)})
+
+
+@pytest.mark.slow
+def test_default_clients_survive_a_full_bridge_until_bucket_is_back(
+    server: CaptureServer, node_modules: Path
+) -> None:
+    """Without a spool, a bridge whose memory is full refuses with 503 and a Retry-After the
+    Python and Node exporters' default 10 s export can wait out: when Bucket comes back, every
+    event of both arrives, once."""
+    server.route(down)
+    with bridge_process(BUCKET_ENDPOINT=server.url) as (_, url):
+        accepted = fill(url, 0, 11)  # 3,300 spans: 9,900 calls
+        until(lambda: requests.get(f"{url}/health", timeout=5).status_code == 503, 30, "full")
+        clients = start_clients(url, node_modules, 50)
+        try:
+            until(lambda: stats(url)["refused"].get("503", 0) >= 2, 30, "both clients refused")
+            assert requests.get(f"{url}/health", timeout=5).headers["Retry-After"] == "2"
+            server.route(None)  # Bucket is back
+            for client in clients:
+                assert client.wait(40) == 0, client.lines
+        finally:
+            for client in clients:
+                client.kill()
+        expected = CLIENT_EVENTS + Counter(accepted)
+        until(lambda: delivered(server) == expected, 60, "every accepted event delivered once")
+
+
+@pytest.mark.slow
+def test_a_full_memory_spills_to_the_spool_until_it_is_full_too(
+    server: CaptureServer, node_modules: Path, tmp_path: Path
+) -> None:
+    """With a spool, a bridge whose memory is full still answers 200 (clients with default
+    settings included) and spills the oldest calls to disk; only once the spool is full too
+    does it answer 503. When Bucket comes back, every event answered 200 arrives, once."""
+    server.route(down)
+    spool = {"BUCKET_SPOOL_DIR": str(tmp_path), "BUCKET_SPOOL_MAX_MB": "1"}
+    with bridge_process(BUCKET_ENDPOINT=server.url, **spool) as (_, url):
+        accepted = fill(url, 0, 11)  # 9,900 calls: more than memory holds
+        until(lambda: stats(url)["exporter"]["pending"] >= FULL, 30, "memory full")
+        assert requests.get(f"{url}/health", timeout=5).status_code == 200
+        clients = start_clients(url, node_modules, 50)
+        try:
+            for client in clients:
+                assert client.wait(40) == 0, client.lines
+        finally:
+            for client in clients:
+                client.kill()
+        assert stats(url)["refused"] == {}
+        assert stats(url)["exporter"]["spooled"] > 0
+        # More, in small requests, until the spool is full too.
+        for start in range(3300, 30_000, 100):
+            accepted += fill(url, start, 1, per_request=100)
+            if requests.get(f"{url}/health", timeout=5).status_code == 503:
+                break
+        refusal = requests.get(f"{url}/health", timeout=5)
+        assert refusal.status_code == 503
+        assert "no spool with room" in refusal.json()["reason"]
+        server.route(None)  # Bucket is back
+        expected = CLIENT_EVENTS + Counter(accepted)
+        until(lambda: delivered(server) == expected, 90, "every accepted event delivered once")
+        assert stats(url)["exporter"]["undelivered"] == 0

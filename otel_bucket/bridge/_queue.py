@@ -2,9 +2,10 @@
 
 HTTP handlers only queue spans; one worker thread exports them, so the exporter sees one export
 at a time, as under a batch processor. The queue is the bridge's back-pressure: a request whose
-spans do not fit is answered 503 (the client keeps the data and retries later). The worker also
-stops taking spans while the exporter's backlog of undelivered calls is nearly full, so a Bucket
-outage fills this queue (and then the client's) instead of pushing calls out of the backlog.
+spans do not fit is answered 503 (the client keeps the data and retries later). While Bucket is
+down the exporter keeps undelivered calls in its backlog and spills the oldest to its spool; with
+no spool (or a full one) the worker stops taking spans once the backlog is nearly full, so an
+outage fills this queue (and then the client's) instead of pushing calls out into nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from otel_bucket._exporter import BucketSpanExporter
+from otel_bucket.bridge._decode import VALUES_PER_SPAN
 
 __all__ = ["CALLS_PER_SPAN", "ExportWorker", "SpanQueue"]
 
@@ -31,15 +33,18 @@ class SpanQueue:
     """Spans accepted from requests, oldest first, held whole per request.
 
     Args:
-        capacity: how many spans it holds. A request is accepted whole or not at all; one
-            larger than the capacity is accepted only into an empty queue, so it is never
-            refused forever.
+        capacity: how many spans it holds, and 16 attribute values per span on average (see
+            ``Limits.max_values``): spans are few, values many, when spans carry long arrays.
+            A request is accepted whole or not at all; one larger than the capacity is
+            accepted only into an empty queue, so it is never refused forever.
     """
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._items: deque[Sequence[ReadableSpan]] = deque()
+        self.value_capacity = VALUES_PER_SPAN * capacity
+        self._items: deque[tuple[Sequence[ReadableSpan], int]] = deque()
         self._depth = 0
+        self._values = 0
         self._accepted = 0  # spans ever accepted ...
         self._finished = 0  # ... and those the worker is done with (exported or lost)
         self._closed = False
@@ -51,21 +56,31 @@ class SpanQueue:
         return self._depth
 
     @property
+    def values(self) -> int:
+        """Attribute values the waiting spans hold (a request's count until it is all taken)."""
+        return self._values
+
+    @property
     def closed(self) -> bool:
         return self._closed
 
-    def has_room(self, count: int) -> bool:
-        """Whether ``count`` spans would be accepted now."""
-        return not self._closed and (not self._depth or self._depth + count <= self.capacity)
+    def has_room(self, count: int, values: int = 0) -> bool:
+        """Whether ``count`` spans holding ``values`` attribute values would be accepted now."""
+        if self._closed:
+            return False
+        return not self._depth or (
+            self._depth + count <= self.capacity and self._values + values <= self.value_capacity
+        )
 
-    def offer(self, spans: Sequence[ReadableSpan]) -> bool:
+    def offer(self, spans: Sequence[ReadableSpan], values: int = 0) -> bool:
         """Queue all of ``spans``, or none of them (False: full or closed)."""
         with self._cond:
-            if not self.has_room(len(spans)):
+            if not self.has_room(len(spans), values):
                 return False
             if spans:
-                self._items.append(spans)
+                self._items.append((spans, values))
                 self._depth += len(spans)
+                self._values += values
                 self._accepted += len(spans)
                 self._cond.notify_all()
             return True
@@ -77,13 +92,15 @@ class SpanQueue:
                 self._cond.wait(timeout)
             batch: list[ReadableSpan] = []
             while self._items and len(batch) < limit:
-                head = self._items[0]
+                head, values = self._items[0]
                 want = limit - len(batch)
                 if len(head) <= want:
-                    batch.extend(self._items.popleft())
+                    batch.extend(head)
+                    self._items.popleft()
+                    self._values -= values
                 else:
                     batch.extend(head[:want])
-                    self._items[0] = head[want:]
+                    self._items[0] = (head[want:], values)
             self._depth -= len(batch)
             return batch
 
@@ -145,9 +162,14 @@ class ExportWorker:
         with self._lock:
             return dict(self._counts)
 
-    def backlog_room(self) -> int:
-        """How many more calls the exporter's backlog can take."""
-        return max(self._backlog_limit - self._exporter.pending, 0)
+    def span_room(self) -> int:
+        """How many spans the exporter can take now. All when it has a spool with room: a full
+        backlog spills its oldest calls to the spool. Else only as many as its memory can hold,
+        so that an outage never pushes calls out of the backlog into nothing."""
+        if self._exporter.spool_has_room():
+            return self._batch_size
+        room = self._backlog_limit - self._exporter.memory_pending
+        return max(room, 0) // CALLS_PER_SPAN
 
     def stop(self, seconds: float) -> None:
         """Export what is queued within about ``seconds``, then shut the exporter down."""
@@ -176,17 +198,17 @@ class ExportWorker:
     def _run(self) -> None:
         timeout = self._exporter.settings.timeout
         while not self._stop.is_set():
-            room = self.backlog_room() // CALLS_PER_SPAN
+            room = self.span_room()
             if room <= 0:
-                # The backlog is (nearly) full: exporting more would push the oldest undelivered
-                # calls out of it. Leave spans queued; retry the waiting calls instead.
+                # Memory is full and there is no spool to take more: exporting more would push
+                # the oldest undelivered calls out. Leave spans queued; retry the waiting calls.
                 if not self._stop.wait(self._retry_interval):
                     self._exporter.force_flush(int(timeout * 1000))
                 continue
             batch = self._queue.take(min(self._batch_size, room), self._retry_interval)
             if batch:
                 self._export(batch, timeout)
-            elif self._exporter.pending and not self._stop.is_set():
+            elif self._exporter.has_waiting_calls() and not self._stop.is_set():
                 self._exporter.force_flush(int(timeout * 1000))  # a quiet tick
         self._drain()
 
