@@ -9,6 +9,7 @@ import socket
 import threading
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -471,6 +472,9 @@ def test_port_in_use(server: CaptureServer) -> None:
         ({"threads": "4"}, TypeError, "threads must be an integer"),
         ({"max_body": -1}, ValueError, "max_body must be >= 1"),
         ({"drain_timeout": float("nan")}, ValueError, "drain_timeout must be"),
+        ({"request_timeout": 0}, ValueError, "request_timeout must be a finite number > 0"),
+        ({"max_spans": 0}, ValueError, "max_spans must be >= 1"),
+        ({"max_connections": 2.5}, TypeError, "max_connections must be an integer"),
         ({"listen_key": "two words"}, ValueError, "listen_key must be"),
         ({"listen_key": 5}, TypeError, "listen_key must be a string"),
         ({"exporter": object()}, TypeError, "exporter must be a BucketSpanExporter"),
@@ -520,3 +524,87 @@ def test_stop_without_start_shuts_the_exporter_down(server: CaptureServer) -> No
     bridge.stop()
     assert bridge.wait(0)
     assert exporter.export(make_spans(USER)).name == "FAILURE"  # refused after shutdown
+
+
+def exchange(bridge: Bridge, data: bytes) -> bytes:
+    """Send raw bytes on one connection; everything the bridge answers until it closes."""
+    host, port = bridge.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(data)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_pipelined_requests_keep_alive_and_http_1_0(bridge: Bridge) -> None:
+    """Requests sent back to back on one connection are all answered, in order; an HTTP/1.0
+    request without keep-alive ends the connection."""
+    body = otlp(USER)
+    post_ = b"POST /v1/traces HTTP/1.1\r\nHost: b\r\nContent-Type: application/x-protobuf\r\n"
+    post_ += b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    answer = exchange(bridge, post_ + post_ + b"GET /health HTTP/1.0\r\n\r\n")
+    assert answer.count(b"HTTP/1.1 200 OK\r\n") == 3
+    assert answer.endswith(b'Connection: close\r\n\r\n{"status": "ok"}')
+
+
+def test_expect_100_continue(bridge: Bridge) -> None:
+    """A client that waits for 100 Continue (curl does for large bodies) gets it, then the answer;
+    a request refused before its body is read gets no 100 and the connection closes."""
+    body = otlp(USER)
+    head = b"POST /v1/traces HTTP/1.1\r\nHost: b\r\nExpect: 100-continue\r\nContent-Length: %d\r\n"
+    host, port = bridge.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head % len(body) + b"Content-Type: application/x-protobuf\r\n\r\n")
+        assert sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        assert sock.recv(100).startswith(b"HTTP/1.1 200 OK\r\n")
+    refused = exchange(bridge, head % len(body) + b"Content-Type: text/plain\r\n\r\n")
+    assert refused.startswith(b"HTTP/1.1 415 ") and b"Connection: close" in refused
+
+
+@pytest.mark.parametrize(
+    ("data", "status"),
+    [
+        (b"NOT HTTP\r\n\r\n", b"400"),
+        (b"GET / HTTP/2.0\r\n\r\n", b"400"),
+        (b"GET / HTTP/1.1\r\n folded: value\r\n\r\n", b"400"),
+        (b"GET / HTTP/1.1\r\n" + b"X-Long: " + b"x" * 70_000 + b"\r\n\r\n", b"431"),
+        (b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 101 + b"\r\n", b"431"),
+    ],
+    ids=["request-line", "version", "folded", "too-large", "too-many"],
+)
+def test_malformed_heads_are_answered_then_closed(
+    bridge: Bridge, data: bytes, status: bytes
+) -> None:
+    """A head that is not HTTP/1.x, or too large, gets 400 or 431 and the connection closes."""
+    assert exchange(bridge, data).startswith(b"HTTP/1.1 " + status + b" ")
+
+
+@pytest.mark.slow
+def test_spans_left_when_the_drain_time_runs_out_go_to_the_spool(
+    server: CaptureServer, tmp_path: Path
+) -> None:
+    """A 200 is kept: spans still queued when --drain-timeout runs out are mapped and written to
+    the spool with the undelivered calls, for the next bridge to send; none is lost."""
+    first_call = threading.Event()
+
+    def hold(path: str, body: bytes) -> Reply | None:
+        first_call.set()
+        return Reply(delay=30)  # Bucket never answers while the bridge stops
+
+    server.route(hold)
+    exporter = exporter_for(server, timeout=2, spool_dir=tmp_path)
+    bridge = Bridge(exporter, port=0, drain_timeout=0.5).start()
+    try:
+        assert post(bridge, otlp(EVENT)).status_code == 200  # taken by the export thread ...
+        assert first_call.wait(10)
+        users = [{"enduser.id": f"q{i}"} for i in range(5)]
+        assert post(bridge, otlp(*users)).status_code == 200  # ... these wait in the queue
+    finally:
+        bridge.stop()
+        server.release()
+    stats = bridge.stats()
+    assert stats["worker"]["deferred_spans"] == 5
+    assert exporter.stats.spooled == 2 + 5  # u1 and its event, and the five queued users
+    assert exporter.stats.undelivered == 0

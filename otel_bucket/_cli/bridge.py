@@ -207,10 +207,9 @@ def _run_bridge(args: argparse.Namespace) -> int:
             pass
         _say("otel-bucket bridge stopping: exporting what is queued ...")
         bridge.stop()
-    stats = bridge.stats()
-    lost = stats["exporter"]["undelivered"] + stats["worker"]["lost_spans"]
+    calls = bridge.stats()["exporter"]
     _say(
-        f"otel-bucket bridge stopped: {stats['exporter']['delivered']} call(s) delivered, "
-        f"{lost} lost"
+        f"otel-bucket bridge stopped: {calls['delivered']} call(s) delivered, "
+        f"{calls['spooled']} spooled, {calls['undelivered']} lost"
     )
     return 0

@@ -55,7 +55,8 @@ class RequestTimeout(Exception):
 class _State(enum.Enum):
     IDLE = "idle"  # between requests: may be shed
     HEAD = "head"  # sending a request head: may be shed
-    BUSY = "busy"  # a request read or being read, or its answer: kept
+    BODY = "body"  # sending a request body: kept, but closed when the server stops
+    BUSY = "busy"  # a request read whole, being served: kept, and answered when the server stops
 
 
 class _Connection:
@@ -73,12 +74,14 @@ class Incoming:
         self,
         request: Request,
         client: str,
+        conn: _Connection,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         deadline: float,
     ) -> None:
         self.request = request
         self.client = client
+        self._conn = conn
         self._reader = reader
         self._writer = writer
         self._deadline = deadline
@@ -99,24 +102,30 @@ class Incoming:
         self.body_done = True
         if self._expects_continue():
             self._writer.write(_CONTINUE)
+        self._conn.state = _State.BODY
         try:
             return await asyncio.wait_for(
                 read_body(self._reader, self.request.headers, limit, buffers), self._time_left()
             )
         except asyncio.TimeoutError:
             raise RequestTimeout from None
+        finally:
+            self._conn.state = _State.BUSY
 
     async def discard_body(self, limit: int) -> bool:
         """Read and drop the body; False when the connection must close instead."""
         self.body_done = True
         if self._expects_continue():
             return False  # the client waits for a 100 before it sends the body: never send it
+        self._conn.state = _State.BODY
         try:
             return await asyncio.wait_for(
                 discard_body(self._reader, self.request.headers, limit), self._time_left()
             )
         except asyncio.TimeoutError:
             return False
+        finally:
+            self._conn.state = _State.BUSY
 
 
 class HTTPServer:
@@ -216,7 +225,7 @@ class HTTPServer:
         assert self._server is not None
         self._server.close()
         for conn in list(self._open):
-            if conn.state is not _State.BUSY:
+            if conn.state is not _State.BUSY:  # requests not read whole are not answered
                 conn.transport.abort()
         if self._open:
             self._all_done.clear()
@@ -231,7 +240,7 @@ class HTTPServer:
         if self.closing:
             return False
         if len(self._open) >= self._max_connections:
-            sheddable = [c for c in self._open if c.state is not _State.BUSY]
+            sheddable = [c for c in self._open if c.state in (_State.IDLE, _State.HEAD)]
             if not sheddable:
                 return False
             oldest = min(sheddable, key=lambda c: c.since)
@@ -295,7 +304,7 @@ class HTTPServer:
                 await self._write(writer, _plain(exc.status, str(exc)))
                 return
             conn.state = _State.BUSY
-            incoming = Incoming(request, client, reader, writer, deadline)
+            incoming = Incoming(request, client, conn, reader, writer, deadline)
             try:
                 response = await self.handle(incoming)
             except RequestTimeout:

@@ -150,7 +150,9 @@ class ExportWorker:
         self._stop = threading.Event()
         self._deadline = 0.0
         self._lock = threading.Lock()
-        self._counts = {"exports": 0, "failed_exports": 0, "exported_spans": 0, "lost_spans": 0}
+        self._counts = dict.fromkeys(
+            ("exports", "failed_exports", "exported_spans", "deferred_spans"), 0
+        )
         self._thread = threading.Thread(target=self._run, name="otel-bucket-bridge-export")
         self._thread.daemon = True
 
@@ -214,19 +216,23 @@ class ExportWorker:
 
     def _drain(self) -> None:
         """Export everything queued until the deadline, then shut the exporter down (it gives
-        its backlog a last attempt and reports what is lost)."""
+        its backlog a last attempt, spools what is left and reports what is lost)."""
         while True:
             left = self._deadline - time.monotonic()
             batch = self._queue.take(self._batch_size, None)
             if not batch:
                 break
             if left <= 0:
-                lost = len(batch) + len(self._queue.take(self._queue.depth, None))
-                self._queue.done(lost)
-                self._count(lost_spans=lost)
-                _log.error(
-                    "otel-bucket bridge lost %d span(s) still queued when the drain time ran out",
-                    lost,
+                # No time to send them: their calls join the backlog, which the shutdown below
+                # writes to the spool (or reports lost when there is none).
+                rest = batch + self._queue.take(self._queue.depth, None)
+                self._exporter.defer(rest)
+                self._queue.done(len(rest))
+                self._count(deferred_spans=len(rest))
+                _log.warning(
+                    "otel-bucket bridge: the drain time ran out with %d span(s) queued; their "
+                    "calls are kept with the undelivered ones",
+                    len(rest),
                 )
                 break
             self._export(batch, left)
