@@ -7,6 +7,7 @@ import json
 import logging
 import socket
 import threading
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -315,19 +316,25 @@ def test_full_queue_is_503_with_retry_after(server: CaptureServer) -> None:
 
 
 def test_503_when_the_exporters_backlog_is_nearly_full() -> None:
-    """With Bucket unreachable and no spool, undelivered calls fill the exporter's backlog; from
-    90 % of it on the bridge answers 503 (Retry-After 2) instead of letting it overflow."""
+    """With Bucket unreachable and no spool, undelivered calls fill the exporter's backlog up to
+    90 % of it: the export thread stops taking spans there (they wait in the queue) and the
+    bridge answers 503 (Retry-After 2), so that the backlog never overflows."""
     exporter = BucketSpanExporter(KEY, endpoint=f"http://127.0.0.1:{free_port()}", timeout=1)
     with Bridge(exporter, port=0, backlog_limit=20) as bridge:
         users = [{"enduser.id": f"u{i}", "bucket.event": "E"} for i in range(9)]
         assert post(bridge, otlp(*users)).status_code == 200
-        # The worker takes smaller batches as the backlog fills, never more than fits.
-        assert bridge.flush(10)
-        assert exporter.memory_pending == 18  # 9 user calls + 9 events, kept for a retry
+        # The worker takes smaller batches as the backlog fills, never beyond 18 calls, then
+        # stops: the bridge turns unhealthy (polled: the worker is another thread).
+        deadline = time.monotonic() + 10
+        while requests.get(f"{bridge.url}/health", timeout=5).status_code != 503:
+            assert time.monotonic() < deadline, bridge.stats()
+            time.sleep(0.01)
+        assert exporter.memory_pending == 16  # 8 user calls + 8 events, kept for a retry
+        assert bridge.stats()["queue"]["depth"] == 1
         refused = post(bridge, otlp({"enduser.id": "later"}))
         assert refused.status_code == 503
         assert refused.headers["Retry-After"] == "2"
-        assert "18 call(s) wait in memory" in status_of(refused).message
+        assert "16 call(s) wait in memory" in status_of(refused).message
         assert requests.get(f"{bridge.url}/health", timeout=5).status_code == 503
         assert bridge.stats()["accepting"] is False
         assert exporter.stats.undelivered == 0  # nothing was pushed out of the backlog

@@ -79,32 +79,39 @@ def node_modules() -> Path:
     return node_clients()
 
 
-def until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll a real condition of another process, with a bounded deadline."""
+def until(
+    condition: Callable[[], bool], timeout: float, what: str, why: Callable[[], object] = str
+) -> None:
+    """Poll a real condition of another process, with a bounded deadline; ``why()`` says more
+    when it is not met."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
+            raise AssertionError(f"not within {timeout} s: {what} {why()}")
         time.sleep(0.1)
 
 
-def fill(url: str, start: int, requests_: int, per_request: int = 300) -> list[str]:
-    """POST spans of new users, each making a user, a company and an event call; return the
-    names of the events in requests answered 200 (the others got 503)."""
+def differences(expected: Counter[str], server: CaptureServer) -> str:
+    got = delivered(server)
+    missing, extra = expected - got, got - expected
+    return f"missing {sorted(missing)[:10]} ({sum(missing.values())}), extra {sorted(extra)[:10]}"
+
+
+def fill(url: str, start: int, requests_: int, per_request: int = 400) -> list[str]:
+    """POST event spans of 1,100 users (8,800 spans make 9,900 calls: a user call for each user
+    and an event for each span); return the names of the events in requests answered 200 (the
+    others got 503). The user calls go first when Bucket is back, so memory drains fast."""
     accepted = []
     for first in range(start, start + requests_ * per_request, per_request):
-        names = [f"fill {i}" for i in range(first, first + per_request)]
+        numbers = range(first, first + per_request)
         spans = make_spans(
-            *[
-                {"enduser.id": f"u{n}", "bucket.company.id": f"c{n}", "bucket.event": n}
-                for n in names
-            ]
+            *[{"enduser.id": f"u{i % 1100}", "bucket.event": f"fill {i}"} for i in numbers]
         )
         body = encode_spans(spans).SerializeToString()
         answer = requests.post(f"{url}/v1/traces", data=body, headers=PROTO, timeout=30)
         assert answer.status_code in (200, 503), answer.status_code
         if answer.status_code == 200:
-            accepted += names
+            accepted += [f"fill {i}" for i in numbers]
     return accepted
 
 
@@ -141,11 +148,11 @@ def test_default_clients_survive_a_full_bridge_until_bucket_is_back(
     event of both arrives, once."""
     server.route(down)
     with bridge_process(BUCKET_ENDPOINT=server.url) as (_, url):
-        accepted = fill(url, 0, 11)  # 3,300 spans: 9,900 calls
+        accepted = fill(url, 0, 24)  # 10,700 calls
         until(lambda: requests.get(f"{url}/health", timeout=5).status_code == 503, 30, "full")
         clients = start_clients(url, node_modules, 50)
         try:
-            until(lambda: stats(url)["refused"].get("503", 0) >= 2, 30, "both clients refused")
+            until(lambda: stats(url)["refused"].get("503", 0) >= 1, 30, "a client refused")
             assert requests.get(f"{url}/health", timeout=5).headers["Retry-After"] == "2"
             server.route(None)  # Bucket is back
             for client in clients:
@@ -154,7 +161,12 @@ def test_default_clients_survive_a_full_bridge_until_bucket_is_back(
             for client in clients:
                 client.kill()
         expected = CLIENT_EVENTS + Counter(accepted)
-        until(lambda: delivered(server) == expected, 60, "every accepted event delivered once")
+        until(
+            lambda: delivered(server) == expected,
+            60,
+            "every accepted event delivered once",
+            lambda: (differences(expected, server), stats(url)),
+        )
 
 
 @pytest.mark.slow
@@ -165,9 +177,9 @@ def test_a_full_memory_spills_to_the_spool_until_it_is_full_too(
     settings included) and spills the oldest calls to disk; only once the spool is full too
     does it answer 503. When Bucket comes back, every event answered 200 arrives, once."""
     server.route(down)
-    spool = {"BUCKET_SPOOL_DIR": str(tmp_path), "BUCKET_SPOOL_MAX_MB": "1"}
+    spool = {"BUCKET_SPOOL_DIR": str(tmp_path), "BUCKET_SPOOL_MAX_MB": "0.25"}
     with bridge_process(BUCKET_ENDPOINT=server.url, **spool) as (_, url):
-        accepted = fill(url, 0, 11)  # 9,900 calls: more than memory holds
+        accepted = fill(url, 0, 24)  # 10,700 calls: more than memory holds
         until(lambda: stats(url)["exporter"]["pending"] >= FULL, 30, "memory full")
         assert requests.get(f"{url}/health", timeout=5).status_code == 200
         clients = start_clients(url, node_modules, 50)
@@ -180,7 +192,7 @@ def test_a_full_memory_spills_to_the_spool_until_it_is_full_too(
         assert stats(url)["refused"] == {}
         assert stats(url)["exporter"]["spooled"] > 0
         # More, in small requests, until the spool is full too.
-        for start in range(3300, 30_000, 100):
+        for start in range(9600, 40_000, 100):
             accepted += fill(url, start, 1, per_request=100)
             if requests.get(f"{url}/health", timeout=5).status_code == 503:
                 break
@@ -189,5 +201,10 @@ def test_a_full_memory_spills_to_the_spool_until_it_is_full_too(
         assert "no spool with room" in refusal.json()["reason"]
         server.route(None)  # Bucket is back
         expected = CLIENT_EVENTS + Counter(accepted)
-        until(lambda: delivered(server) == expected, 90, "every accepted event delivered once")
+        until(
+            lambda: delivered(server) == expected,
+            90,
+            "every accepted event delivered once",
+            lambda: (differences(expected, server), stats(url)),
+        )
         assert stats(url)["exporter"]["undelivered"] == 0

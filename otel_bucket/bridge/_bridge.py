@@ -16,7 +16,7 @@ from otel_bucket._conventions import BUCKET_EVENT, ENDUSER_ID, USER_ID
 from otel_bucket._exporter import BucketSpanExporter
 from otel_bucket._mapping import plan_calls
 from otel_bucket.bridge._decode import Decoded, Limits
-from otel_bucket.bridge._queue import ExportWorker, SpanQueue
+from otel_bucket.bridge._queue import HIGH_WATER, ExportWorker, SpanQueue
 from otel_bucket.bridge._server import BridgeHTTPServer
 
 __all__ = ["DEFAULT_MAX_BODY", "DEFAULT_MAX_SPANS", "DEFAULT_PORT", "Bridge", "BridgeError"]
@@ -24,7 +24,6 @@ __all__ = ["DEFAULT_MAX_BODY", "DEFAULT_MAX_SPANS", "DEFAULT_PORT", "Bridge", "B
 DEFAULT_PORT: Final = 4318  # OTLP/HTTP's port
 DEFAULT_MAX_BODY: Final = 16 * 1024 * 1024
 DEFAULT_MAX_SPANS: Final = 16_384
-_HIGH_WATER: Final = 0.9  # share of the exporter's backlog at which requests are refused
 # Retry-After (s) of every 503. The Python and Node OTLP exporters give an export 10 s in all by
 # default and stop retrying when the next wait would pass that: Retry-After 2 lets them try at
 # 0, 2, 4, 6 and 8 s (the most of the 10 s any value covers), where 10 gave up at once.
@@ -217,7 +216,10 @@ class Bridge:
         if self._stopped.is_set() or (self._server is not None and self._server.closing):
             return RETRY_AFTER, "the bridge is shutting down"
         in_memory = self.exporter.memory_pending
-        if in_memory >= self._backlog_limit * _HIGH_WATER and not self.exporter.spool_has_room():
+        if self._worker.stalled:
+            in_memory = max(in_memory, self._worker.memory_seen)
+        full = self._worker.stalled or in_memory >= self._backlog_limit * HIGH_WATER
+        if full and not self.exporter.spool_has_room():
             return RETRY_AFTER, (
                 f"{in_memory} call(s) wait in memory for delivery to Bucket and there is no "
                 "spool with room for more; retry later"

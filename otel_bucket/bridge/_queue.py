@@ -22,11 +22,12 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from otel_bucket._exporter import BucketSpanExporter
 from otel_bucket.bridge._decode import VALUES_PER_SPAN
 
-__all__ = ["CALLS_PER_SPAN", "ExportWorker", "SpanQueue"]
+__all__ = ["CALLS_PER_SPAN", "HIGH_WATER", "ExportWorker", "SpanQueue"]
 
 _log = logging.getLogger(__name__)
 
 CALLS_PER_SPAN = 3  # at most a user, a company and an event call come from one span
+HIGH_WATER = 0.9  # share of the backlog's capacity the worker fills when there is no spool room
 
 
 class SpanQueue:
@@ -148,6 +149,8 @@ class ExportWorker:
         self._backlog_limit = backlog_limit
         self._retry_interval = retry_interval
         self._stop = threading.Event()
+        self._stalled = False
+        self.memory_seen = 0  # calls in the exporter's memory when the worker last looked
         self._deadline = 0.0
         self._lock = threading.Lock()
         self._counts = dict.fromkeys(
@@ -164,13 +167,22 @@ class ExportWorker:
         with self._lock:
             return dict(self._counts)
 
+    @property
+    def stalled(self) -> bool:
+        """Whether the worker waits for room: the exporter's memory is at its high-water mark
+        and there is no spool with room. Decided between two calls to the exporter, so never
+        misled by the moments its count of calls in memory dips while it retries them."""
+        return self._stalled
+
     def span_room(self) -> int:
         """How many spans the exporter can take now. All when it has a spool with room: a full
-        backlog spills its oldest calls to the spool. Else only as many as its memory can hold,
-        so that an outage never pushes calls out of the backlog into nothing."""
+        backlog spills its oldest calls to the spool. Else only as many as its memory holds up to
+        the high-water mark, so that an outage never pushes calls out of the backlog into
+        nothing."""
         if self._exporter.spool_has_room():
             return self._batch_size
-        room = self._backlog_limit - self._exporter.memory_pending
+        self.memory_seen = self._exporter.memory_pending
+        room = int(self._backlog_limit * HIGH_WATER) - self.memory_seen
         return max(room, 0) // CALLS_PER_SPAN
 
     def stop(self, seconds: float) -> None:
@@ -201,7 +213,8 @@ class ExportWorker:
         timeout = self._exporter.settings.timeout
         while not self._stop.is_set():
             room = self.span_room()
-            if room <= 0:
+            self._stalled = room <= 0
+            if self._stalled:
                 # Memory is full and there is no spool to take more: exporting more would push
                 # the oldest undelivered calls out. Leave spans queued; retry the waiting calls.
                 if not self._stop.wait(self._retry_interval):
