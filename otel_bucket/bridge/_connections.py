@@ -265,13 +265,17 @@ class HTTPServer:
         client = str(peer[0]) if isinstance(peer, tuple) else "-"
         try:
             await self._requests(conn, client, reader, writer)
+            # Done: send what is written (the last answer) before closing, within a deadline.
+            conn.state = _State.IDLE
+            writer.close()
+            await asyncio.wait_for(writer.wait_closed(), _WRITE_TIMEOUT)
         except (ConnectionError, OSError, asyncio.IncompleteReadError, asyncio.TimeoutError):
             pass  # the client went away, or was too slow: nothing to answer
         except Exception:
             _log.debug("bridge: error while serving %s", client, exc_info=True)
         finally:
             self._open.discard(conn)
-            writer.transport.abort()
+            writer.transport.abort()  # at once, unless closed above
             if not self._open:
                 self._all_done.set()
 
