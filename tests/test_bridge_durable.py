@@ -3,10 +3,11 @@ into memory, accepting it with the spool as overflow, and refusing it (503)."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -115,21 +116,39 @@ def fill(url: str, start: int, requests_: int, per_request: int = 400) -> list[s
     return accepted
 
 
-def start_clients(url: str, node_modules: Path, count: int) -> list[Running]:
-    """The Python and the Node burst services, each sending ``count`` events."""
+@contextlib.contextmanager
+def clients_sending(url: str, node_modules: Path, count: int) -> Iterator[None]:
+    """The Python and the Node burst services, each sending ``count`` events while the block
+    runs; at its end both must have flushed and exited 0."""
     node = shutil.which("node")
     assert node is not None
-    return [
+    clients = [
         Running(python(str(CLIENTS / "burst.py"), url, "py", str(count))),
         Running(
             [node, str(CLIENTS / "burst.js"), url, "node", str(count)],
             env=child_env(NODE_PATH=str(node_modules)),
         ),
     ]
+    try:
+        yield
+        for client in clients:
+            assert client.wait(40) == 0, client.lines
+    finally:
+        for client in clients:
+            client.kill()
 
 
 def delivered(server: CaptureServer) -> Counter[str]:
     return Counter(call["event"] for call in server.calls("event"))
+
+
+def delivered_once(server: CaptureServer, url: str, expected: Counter[str], timeout: float) -> None:
+    until(
+        lambda: delivered(server) == expected,
+        timeout,
+        "every accepted event delivered once",
+        lambda: (differences(expected, server), stats(url)),
+    )
 
 
 def down(path: str, body: bytes) -> Reply:
@@ -150,23 +169,11 @@ def test_default_clients_survive_a_full_bridge_until_bucket_is_back(
     with bridge_process(BUCKET_ENDPOINT=server.url) as (_, url):
         accepted = fill(url, 0, 24)  # 10,700 calls
         until(lambda: requests.get(f"{url}/health", timeout=5).status_code == 503, 30, "full")
-        clients = start_clients(url, node_modules, 50)
-        try:
+        with clients_sending(url, node_modules, 50):
             until(lambda: stats(url)["refused"].get("503", 0) >= 1, 30, "a client refused")
             assert requests.get(f"{url}/health", timeout=5).headers["Retry-After"] == "2"
             server.route(None)  # Bucket is back
-            for client in clients:
-                assert client.wait(40) == 0, client.lines
-        finally:
-            for client in clients:
-                client.kill()
-        expected = CLIENT_EVENTS + Counter(accepted)
-        until(
-            lambda: delivered(server) == expected,
-            60,
-            "every accepted event delivered once",
-            lambda: (differences(expected, server), stats(url)),
-        )
+        delivered_once(server, url, CLIENT_EVENTS + Counter(accepted), 60)
 
 
 @pytest.mark.slow
@@ -182,13 +189,8 @@ def test_a_full_memory_spills_to_the_spool_until_it_is_full_too(
         accepted = fill(url, 0, 24)  # 10,700 calls: more than memory holds
         until(lambda: stats(url)["exporter"]["pending"] >= FULL, 30, "memory full")
         assert requests.get(f"{url}/health", timeout=5).status_code == 200
-        clients = start_clients(url, node_modules, 50)
-        try:
-            for client in clients:
-                assert client.wait(40) == 0, client.lines
-        finally:
-            for client in clients:
-                client.kill()
+        with clients_sending(url, node_modules, 50):
+            pass
         assert stats(url)["refused"] == {}
         assert stats(url)["exporter"]["spooled"] > 0
         # More, in small requests, until the spool is full too.
@@ -200,11 +202,5 @@ def test_a_full_memory_spills_to_the_spool_until_it_is_full_too(
         assert refusal.status_code == 503
         assert "no spool with room" in refusal.json()["reason"]
         server.route(None)  # Bucket is back
-        expected = CLIENT_EVENTS + Counter(accepted)
-        until(
-            lambda: delivered(server) == expected,
-            90,
-            "every accepted event delivered once",
-            lambda: (differences(expected, server), stats(url)),
-        )
+        delivered_once(server, url, CLIENT_EVENTS + Counter(accepted), 90)
         assert stats(url)["exporter"]["undelivered"] == 0
