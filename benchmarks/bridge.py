@@ -88,7 +88,7 @@ def in_process(spans: Sequence[ReadableSpan], url: str, offline: bool) -> tuple[
     return elapsed, used
 
 
-def _cpu_of(pid: int) -> float:
+def cpu_of(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
 
@@ -100,29 +100,34 @@ def _done(bridge: str, url: str, before: int, offline: bool) -> bool:
     return _calls(url) - before >= SPANS + 2 * USERS
 
 
+def start_bridge(url: str, *args: str, **env: str) -> tuple[subprocess.Popen[str], str]:
+    """An ``otel-bucket bridge`` process sending to ``url`` (spool off), and its base URL."""
+    variables = {**os.environ, "BUCKET_ENDPOINT": url, "BUCKET_TRACKING_KEY": KEY, **env}
+    variables.update(NO_PROXY="127.0.0.1", no_proxy="127.0.0.1", PYTHONUNBUFFERED="1")
+    variables.setdefault("BUCKET_SPOOL_DIR", "off")
+    command = [sys.executable, "-m", "otel_bucket", "bridge", "--port", "0", *args]
+    proc = subprocess.Popen(command, env=variables, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    match = re.search(r"listening on (\S+)/v1/traces", proc.stdout.readline())
+    assert match, "the bridge did not start"
+    return proc, match.group(1)
+
+
 def through_bridge(spans: Sequence[ReadableSpan], url: str, offline: bool) -> tuple[float, float]:
     """(seconds, CPU seconds of the bridge process) for ``spans`` sent over OTLP/HTTP."""
     bodies = [gzip.compress(encode_spans(batch).SerializeToString()) for batch in batches(spans)]
-    env = {**os.environ, "BUCKET_ENDPOINT": url, "BUCKET_TRACKING_KEY": KEY}
-    env["BUCKET_OFFLINE"] = "true" if offline else "false"
-    env.update(NO_PROXY="127.0.0.1", no_proxy="127.0.0.1", PYTHONUNBUFFERED="1")
-    args = [sys.executable, "-m", "otel_bucket", "bridge", "--port", "0"]
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, text=True)
+    proc, bridge = start_bridge(url, BUCKET_OFFLINE="true" if offline else "false")
     try:
-        assert proc.stdout is not None
-        match = re.search(r"listening on (\S+)/v1/traces", proc.stdout.readline())
-        assert match, "the bridge did not start"
-        bridge = match.group(1)
         headers = {"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"}
         before = _calls(url)
         with requests.Session() as session:
-            cpu, start = _cpu_of(proc.pid), time.perf_counter()
+            cpu, start = cpu_of(proc.pid), time.perf_counter()
             for body in bodies:
                 answer = session.post(f"{bridge}/v1/traces", data=body, headers=headers)
                 assert answer.status_code == 200, answer.status_code
             while not _done(bridge, url, before, offline):
                 time.sleep(0.005)  # a benchmark may poll; the bridge's CPU is read after
-            elapsed, used = time.perf_counter() - start, _cpu_of(proc.pid) - cpu
+            elapsed, used = time.perf_counter() - start, cpu_of(proc.pid) - cpu
     finally:
         proc.terminate()
         proc.wait(60)

@@ -157,6 +157,10 @@ class Dispatcher:
     # -- what callers see -----------------------------------------------------------------------
 
     @property
+    def memory_limit(self) -> int:
+        return self._memory_limit
+
+    @property
     def refilling(self) -> bool:
         """Whether calls are being taken from the spool right now."""
         return self._refilling

@@ -33,6 +33,7 @@ from otel_bucket._metrics import Recorder, check_meter_provider
 from otel_bucket._pending import Pending, Ticket
 from otel_bucket._redact import forget_secret, redact, register_secret
 from otel_bucket._report import Reporter
+from otel_bucket._spool_info import disk_size
 from otel_bucket._spooling import Spooling
 from otel_bucket._stats import ExporterStats, StatsCounter
 from otel_bucket._threads import suppressed_instrumentation
@@ -152,8 +153,25 @@ class BucketSpanExporter(ExporterBooks, SpanExporter):
 
     @property
     def memory_pending(self) -> int:
-        """Calls held in memory now (waiting or in flight); the spool is not counted."""
+        """How many calls are held in memory now: waiting, in backoff or being sent (calls in
+        the spool are on disk and not counted). Read-only; for a receiver's high-water mark."""
         return self._dispatcher.pending
+
+    @property
+    def memory_limit(self) -> int:
+        """How many calls memory holds at most; beyond, the oldest go to the spool (or are
+        lost without one)."""
+        return self._dispatcher.memory_limit
+
+    def spool_has_room(self) -> bool:
+        """Whether a call pushed out of memory would be kept on disk without pushing older ones
+        out: a spool exists, is not turned off, and its files (database and write-ahead log)
+        take less than 90 % of its size limit (a spool at its limit keeps new calls by dropping
+        its oldest). Cheap, two ``stat`` calls and no SQL: meant to be asked once per request."""
+        spool = self._spooling.spool
+        if spool is None or spool.disabled:
+            return False
+        return disk_size(spool.path) < 0.9 * self._settings.spool_max_bytes
 
     def has_waiting_calls(self) -> bool:
         """Whether calls wait in memory, or maybe in the spool, for a ``force_flush``."""

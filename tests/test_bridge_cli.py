@@ -24,7 +24,9 @@ def test_help_names_every_option(capsys: pytest.CaptureFixture[str]) -> None:
     assert info.value.code == 0
     out = capsys.readouterr().out
     assert "OTLP/HTTP" in out and "Bucket" in out
-    for option in ("--host", "--port", "--key", "--listen-key", "--queue-size", "--threads"):
+    options = ("--host", "--port", "--key", "--listen-key", "--queue-size", "--threads")
+    options += ("--max-spans", "--max-connections", "--request-timeout", "--drain-timeout")
+    for option in options:
         assert option in out
     assert "BUCKET_BRIDGE_TOKEN" in out and "BUCKET_TRACKING_KEY" in out
 
@@ -36,6 +38,9 @@ def test_help_names_every_option(capsys: pytest.CaptureFixture[str]) -> None:
         (["--queue-size", "0"], "argument --queue-size: must be at least 1, got 0"),
         (["--threads", "many"], "argument --threads: not a whole number: 'many'"),
         (["--drain-timeout", "-1"], "argument --drain-timeout: must be a number of seconds"),
+        (["--max-spans", "0"], "argument --max-spans: must be at least 1, got 0"),
+        (["--max-connections", "x"], "argument --max-connections: not a whole number: 'x'"),
+        (["--request-timeout", "soon"], "argument --request-timeout: not a number: 'soon'"),
         (["--listen-key", "a b"], "argument --listen-key: must be a non-empty token"),
     ],
 )
@@ -130,7 +135,7 @@ def test_sigterm_drains_what_is_queued_and_exits_0(server: CaptureServer) -> Non
         assert proc.wait(30) == 0
     finally:
         proc.kill()
-    assert any("stopped: 4 call(s) delivered, 0 lost" in line for line in proc.lines)
+    assert any("stopped: 4 call(s) delivered, 0 spooled, 0 lost" in line for line in proc.lines)
     assert sorted(c["userId"] for c in server.calls("user")) == ["u1", "u2", "u3"]
     assert [c["event"] for c in server.calls("event")] == ["Opened"]
     assert not [line for line in proc.lines if KEY in line]

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,13 +25,12 @@ import pytest
 
 from otel_bucket import BucketSpanExporter
 from otel_bucket.bridge import Bridge
+from tests._bridge import CLIENTS, node_clients
 from tests._capture import CaptureServer
-from tests._running import ROOT, child_env, python, run
+from tests._running import child_env, python, run
 
 pytestmark = pytest.mark.slow
 
-CLIENTS = ROOT / "tests" / "clients"
-NODE_CACHE = ROOT / ".cache" / "bridge-node"
 KEY = "clients-test-key"
 TOKEN = "client-token"
 
@@ -97,34 +95,9 @@ def test_python_otlp_exporter(compression: str, bridge: Bridge, server: CaptureS
 # -- Node.js -----------------------------------------------------------------------------------
 
 
-def _node_version(node: str) -> tuple[int, ...]:
-    out = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=30).stdout
-    return tuple(int(part) for part in re.findall(r"\d+", out)[:2])
-
-
 @pytest.fixture(scope="session")
 def node_modules() -> Path:
-    """The pinned OpenTelemetry JS packages, installed once into .cache/bridge-node."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        pytest.skip("node and npm are not installed (.ci/run installs them with apt-get)")
-    if _node_version(node) < (18, 19):
-        pytest.skip(f"the pinned OpenTelemetry JS packages need Node 18.19+ ({node} is older)")
-    wanted = (CLIENTS / "package.json").read_text()
-    manifest = NODE_CACHE / "package.json"
-    installed = NODE_CACHE / "node_modules" / "@opentelemetry" / "exporter-trace-otlp-proto"
-    if not (manifest.is_file() and manifest.read_text() == wanted and installed.is_dir()):
-        NODE_CACHE.mkdir(parents=True, exist_ok=True)
-        manifest.write_text(wanted)
-        args = ["install", "--no-audit", "--no-fund", "--ignore-scripts", "--no-package-lock"]
-        cache = ["--cache", str(ROOT / ".cache" / "npm")]
-        done = subprocess.run(
-            [npm, *args, *cache], cwd=NODE_CACHE, capture_output=True, text=True, timeout=600
-        )
-        if done.returncode != 0:
-            manifest.unlink()
-            pytest.fail(f"npm install failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
-    return NODE_CACHE / "node_modules"
+    return node_clients()
 
 
 # What the Node service's spans make (see tests/clients/node_service.js): the user call merges

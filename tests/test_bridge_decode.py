@@ -1,22 +1,18 @@
-"""The bridge's decoding: OTLP protobuf and JSON into ReadableSpans, and bodies within a cap."""
+"""The bridge's decoding: OTLP protobuf and JSON into ReadableSpans."""
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
-import tracemalloc
-import zlib
-from email.message import Message
 from typing import Any
 
 import pytest
+from google.protobuf.internal.encoder import _VarintBytes as varint
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
+from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
 
-from otel_bucket.bridge._body import BodyError, TooLarge, UnsupportedEncoding, read_body
-from otel_bucket.bridge._decode import JSON, PROTOBUF, BadRequest, decode_request
+from otel_bucket.bridge._decode import JSON, PROTOBUF, BadRequest, Limits, TooMany, decode_request
 from tests._spans import make_spans, payloads
 
 TRACE_ID = "5B8EFFF798038103D269B633813FC60C"
@@ -105,9 +101,7 @@ def test_sdk_spans_round_trip_to_the_same_calls() -> None:
     first = decoded.spans[0]
     assert first.context is not None and spans[0].context is not None
     assert first.context.trace_id == spans[0].context.trace_id
-    assert first.resource.attributes.get("service.name") == spans[0].resource.attributes.get(
-        "service.name"
-    )
+    assert dict(first.resource.attributes) == {}  # not read: the mapping never looks at it
     assert first.instrumentation_scope is not None
     assert first.instrumentation_scope.name == "tests"
 
@@ -162,7 +156,6 @@ def test_otlp_json_with_hex_ids_camel_case_and_int64_strings() -> None:
     assert span.context is not None
     assert span.context.trace_id == int(TRACE_ID, 16)
     assert span.context.span_id == int(SPAN_ID, 16)
-    assert span.resource.attributes["service.name"] == "shop"
     assert dict(span.attributes or {}) == {
         "enduser.id": "u-7",
         "bucket.event": "Checked out",
@@ -225,113 +218,6 @@ def test_empty_body_is_an_empty_request(encoding: str) -> None:
     assert decoded.received == 0
 
 
-# -- bodies ------------------------------------------------------------------------------------
-
-
-def headers(**fields: str) -> Message:
-    message = Message()
-    for name, value in fields.items():
-        message[name.replace("_", "-")] = value
-    return message
-
-
-def test_plain_body_is_read_to_its_length() -> None:
-    """A Content-Length body is read exactly; the next request's bytes stay unread."""
-    stream = io.BytesIO(b"hello" + b"NEXT")
-    assert read_body(stream, headers(Content_Length="5"), 100) == b"hello"
-    assert stream.read() == b"NEXT"
-
-
-def test_chunked_body_with_extensions_and_trailers() -> None:
-    """Chunked bodies (Node's gzip exporter sends one) are reassembled."""
-    raw = b"5;ext=1\r\nhello\r\n1\r\n \r\n5\r\nworld\r\n0\r\nX-Trailer: 1\r\n\r\nNEXT"
-    stream = io.BytesIO(raw)
-    assert read_body(stream, headers(Transfer_Encoding="chunked"), 100) == b"hello world"
-    assert stream.read() == b"NEXT"
-
-
-TRUNCATED = gzip.compress(b"x" * 100)[:-6]
-CHUNKED = {"Transfer_Encoding": "chunked"}
-
-
-@pytest.mark.parametrize(
-    ("raw", "fields", "message"),
-    [
-        (b"zz\r\nhello\r\n0\r\n\r\n", CHUNKED, "chunk size"),
-        (b"-5\r\nhello\r\n0\r\n\r\n", CHUNKED, "chunk size"),
-        (b"5\r\nhel", CHUNKED, "middle of a chunk"),
-        (b"5\r\nhelloXX0\r\n\r\n", CHUNKED, "malformed chunked"),
-        (b"abc", {"Content_Length": "10"}, "shorter than its Content-Length"),
-        (b"abc", {"Content_Length": "-1"}, "bad Content-Length"),
-        (TRUNCATED, {"Content_Length": str(len(TRUNCATED)), "Content_Encoding": "gzip"}, "trunc"),
-        (b"not gzip", {"Content_Length": "8", "Content_Encoding": "gzip"}, "not valid gzip"),
-    ],
-    ids=["hex", "negative", "short-chunk", "no-crlf", "short", "length", "truncated", "garbage"],
-)
-def test_malformed_bodies(raw: bytes, fields: dict[str, str], message: str) -> None:
-    """Framing and compression errors raise BodyError naming the problem."""
-    with pytest.raises(BodyError, match=message):
-        read_body(io.BytesIO(raw), headers(**fields), 10_000)
-
-
-@pytest.mark.parametrize("coding", ["gzip", "x-gzip", "deflate", "identity"])
-def test_compressed_bodies(coding: str) -> None:
-    """gzip (several members too) and deflate bodies are decompressed."""
-    data = b"span bytes " * 1000
-    if coding in ("gzip", "x-gzip"):
-        raw = gzip.compress(data[:5000]) + gzip.compress(data[5000:])
-    elif coding == "deflate":
-        raw = zlib.compress(data)
-    else:
-        raw = data
-    fields = headers(Content_Length=str(len(raw)), Content_Encoding=coding)
-    assert read_body(io.BytesIO(raw), fields, len(data)) == data
-
-
-def test_unknown_content_encoding() -> None:
-    """br, zstd and others are refused before anything is read."""
-    with pytest.raises(UnsupportedEncoding, match="'br' is not supported"):
-        read_body(io.BytesIO(b"x"), headers(Content_Length="1", Content_Encoding="br"), 10)
-
-
-@pytest.mark.parametrize("coding", ["", "gzip"])
-def test_one_byte_over_the_cap_is_too_large(coding: str) -> None:
-    """The cap holds to the byte, compressed or not; the body is still read to its end."""
-    data = b"a" * 1001
-    raw = gzip.compress(data) if coding else data
-    stream = io.BytesIO(raw + b"NEXT")
-    fields = headers(Content_Length=str(len(raw)), Content_Encoding=coding or "identity")
-    with pytest.raises(TooLarge) as info:
-        read_body(stream, fields, 1000)
-    assert info.value.close is False
-    assert stream.read() == b"NEXT"
-    assert read_body(io.BytesIO(raw), fields, 1001) == data
-
-
-def test_gzip_bomb_never_inflates_beyond_the_cap() -> None:
-    """64 MiB of zeros in 64 KiB of gzip, against a 1 MiB cap: refused, and the decoder
-    never holds much more than the cap (traced allocations)."""
-    bomb = gzip.compress(bytes(64 * 1024 * 1024), 9)
-    fields = headers(Content_Length=str(len(bomb)), Content_Encoding="gzip")
-    tracemalloc.start()
-    try:
-        with pytest.raises(TooLarge):
-            read_body(io.BytesIO(bomb), fields, 1024 * 1024)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert peak < 4 * 1024 * 1024, peak
-
-
-def test_declared_length_far_beyond_the_cap_closes_without_reading() -> None:
-    """A Content-Length over twice the cap is refused before reading; the connection closes."""
-    stream = io.BytesIO(b"x" * 10)
-    with pytest.raises(TooLarge) as info:
-        read_body(stream, headers(Content_Length=str(10**12)), 1000)
-    assert info.value.close is True
-    assert stream.tell() == 0
-
-
 def test_json_spans_without_bucket_attributes_are_counted_and_skipped() -> None:
     """Spans with no Bucket attribute are counted but never reach protobuf's (slow) JSON parser,
     so even a malformed one among them does not fail the request."""
@@ -342,3 +228,80 @@ def test_json_spans_without_bucket_attributes_are_counted_and_skipped() -> None:
     decoded = decode_request(json.dumps(document).encode(), JSON)
     assert decoded.received == 3
     assert [span.name for span in decoded.spans] == ["checkout"]
+
+
+def test_only_the_attributes_the_mapping_reads_are_kept() -> None:
+    """A span keeps its bucket.* attributes and user ids; an HTTP span's other attributes would
+    only take memory in the queue and the backlog."""
+    spans = make_spans(
+        {"enduser.id": "u", "user.id": "v", "bucket.event": "E", "http.route": "/x", "n": 1}
+    )
+    (span,) = decode_request(encode_spans(spans).SerializeToString(), PROTOBUF).spans
+    assert dict(span.attributes or {}) == {"enduser.id": "u", "user.id": "v", "bucket.event": "E"}
+
+
+# -- limits: refused before the costly part runs --------------------------------------------------
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+def _request(*scopes: bytes) -> bytes:
+    """A request of one ResourceSpans holding ``scopes`` (each the content of a ScopeSpans)."""
+    return _field(1, b"".join(_field(2, scope) for scope in scopes))
+
+
+def _span(*pairs: tuple[str, AnyValue], extra: bytes = b"") -> bytes:
+    span = OtlpSpan(name="op", attributes=[KeyValue(key=k, value=v) for k, v in pairs])
+    return _field(2, span.SerializeToString() + extra)
+
+
+USER_U = ("enduser.id", AnyValue(string_value="u"))
+
+
+@pytest.mark.parametrize(
+    ("body", "encoding", "message"),
+    [
+        (_request(b"\x12\x00" * 11), PROTOBUF, "more than 10 spans"),
+        (_request(_span(USER_U, extra=b"\x4a\x00" * 40_000)), PROTOBUF, "more than 40 values"),
+        (_request(_span(USER_U, extra=b"\x4a\x00" * 1281)), PROTOBUF, "more than 1280 attributes"),
+        (
+            _request(_span(USER_U, ("bucket.user.a", array(*[AnyValue(int_value=1)] * 160)))),
+            PROTOBUF,
+            "more than 160 attribute values for Bucket",
+        ),
+        (b"[" + b"{}," * 320 + b"{}]", JSON, "more than 320 values"),
+        (
+            json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [{}] * 11}]}]}).encode(),
+            JSON,
+            "more than 10 spans",
+        ),
+    ],
+    ids=["spans", "large-span", "attributes", "values", "json-values", "json-spans"],
+)
+def test_requests_past_a_limit_are_refused(body: bytes, encoding: str, message: str) -> None:
+    """Past a limit (here for 10 spans), TooMany says which; spans are counted before any is
+    parsed, a large span's values before it is parsed, JSON values before json.loads."""
+    with pytest.raises(TooMany, match=message):
+        decode_request(body, encoding, Limits(max_spans=10))
+
+
+def test_spans_without_a_bucket_key_are_not_parsed() -> None:
+    """A span whose bytes hold no user id, event or company id is counted but never parsed, so
+    a damaged one does not fail the request (as in JSON); the framing around it is checked."""
+    damaged = _field(2, b"\x0a\x05ab")  # a name of 5 bytes holding 2
+    body = _request(damaged + _span(USER_U))
+    decoded = decode_request(body, PROTOBUF)
+    assert decoded.received == 2
+    assert [dict(s.attributes or {}) for s in decoded.spans] == [{"enduser.id": "u"}]
+    with pytest.raises(BadRequest, match="truncated"):
+        decode_request(_request(damaged[:-1]), PROTOBUF)
+
+
+def test_a_scope_sent_in_pieces_is_merged() -> None:
+    """A message field sent twice is merged, as protobuf's parser does."""
+    scope = _field(1, _field(1, b"shop")) + _field(1, _field(2, b"1.2"))
+    (span,) = decode_request(_request(scope + _span(USER_U)), PROTOBUF).spans
+    assert span.instrumentation_scope is not None
+    assert (span.instrumentation_scope.name, span.instrumentation_scope.version) == ("shop", "1.2")

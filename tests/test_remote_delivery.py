@@ -194,7 +194,7 @@ SIGTERM_APP = textwrap.dedent(
 
     for seq in range(200):
         with tracer.start_as_current_span("request"), identify(
-            user_id=f"u{seq % 20}", company_id=f"c{seq % 5}"
+            user_id=f"u{seq}", company_id=f"c{seq % 20}"
         ):
             use(seq)
     print("made", flush=True)
@@ -206,9 +206,9 @@ SIGTERM_APP = textwrap.dedent(
 
 @pytest.mark.slow
 def test_sigterm_delivers_every_event_once_to_a_distant_endpoint(tmp_path: Path) -> None:
-    """``python app.py`` stopped by SIGTERM with 200 events queued for an endpoint 0.2 s away:
-    all 200 arrive within ``BUCKET_TIMEOUT``, once each, nothing is left in the spool, and the
-    process still ends "killed by SIGTERM"."""
+    """``python app.py`` stopped by SIGTERM with 200 events (of 200 users) queued for an
+    endpoint 0.2 s away: all 200 arrive within ``BUCKET_TIMEOUT``, once each, nothing is left in
+    the spool, and the process still ends "killed by SIGTERM"."""
     script = tmp_path / "app.py"
     script.write_text(SIGTERM_APP)
     with RemoteServer(latency=0.2) as remote:
@@ -225,3 +225,27 @@ def test_sigterm_delivers_every_event_once_to_a_distant_endpoint(tmp_path: Path)
     assert delivered_events(calls) == list(range(200))
     assert not any(c.client_left for c in calls)
     assert all(read_spool(path).total == 0 for path in (tmp_path / "spool").glob("spool-*.db"))
+
+
+@pytest.mark.slow
+def test_a_restarted_bridge_sends_its_spool_while_idle(tmp_path: Path) -> None:
+    """A bridge started on a spool that holds calls (left by an earlier process) sends them
+    all, once, with no traffic at all: spooled calls are waiting calls."""
+    from otel_bucket._mapping import Call
+    from otel_bucket._spool import Spool
+    from otel_bucket._spool_config import spool_path
+    from tests._bridge import KEY as BRIDGE_KEY
+    from tests._bridge import bridge_process
+
+    with RemoteServer(latency=0.05) as remote:
+        spool = Spool(spool_path(tmp_path, remote.url, BRIDGE_KEY), endpoint=remote.url)
+        calls = [
+            Call("event", {"event": "Left over", "userId": "u", "attributes": {"seq": seq}})
+            for seq in range(2_000)
+        ]
+        assert spool.put(calls) == 2_000
+        spool.close()
+        with bridge_process(BUCKET_ENDPOINT=remote.url, BUCKET_SPOOL_DIR=str(tmp_path)):
+            remote.wait_for(delivered=2_000, method="event", timeout=60)
+        assert delivered_events(remote.calls()) == list(range(2_000))
+    assert read_spool(spool_path(tmp_path, remote.url, BRIDGE_KEY)).total == 0

@@ -87,7 +87,33 @@ def add_bridge_command(commands: Any) -> None:
         help="spans held for export; requests beyond it get 503 (default: %(default)s)",
     )
     bridge.add_argument(
-        "--threads", type=_count, default=16, help="threads serving requests (default: %(default)s)"
+        "--max-spans",
+        metavar="SPANS",
+        type=_count,
+        default=16_384,
+        help="spans one request may hold; more get 413 (default: %(default)s)",
+    )
+    bridge.add_argument(
+        "--threads",
+        type=_count,
+        default=2,
+        help="threads decoding requests; connections need none (default: %(default)s)",
+    )
+    bridge.add_argument(
+        "--max-connections",
+        metavar="N",
+        type=_count,
+        default=1024,
+        help="connections open at once; a new one beyond it closes the oldest idle one "
+        "(default: %(default)s)",
+    )
+    bridge.add_argument(
+        "--request-timeout",
+        metavar="SECONDS",
+        type=_seconds,
+        default=30.0,
+        help="time a request may take to arrive, head and body; 408 after it "
+        "(default: %(default)s)",
     )
     bridge.add_argument(
         "--drain-timeout",
@@ -113,6 +139,21 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def _more_files(connections: int) -> None:
+    """Raise this process's soft limit on open files (often 1,024) towards its hard limit, so
+    that ``--max-connections`` connections fit beside the files the process has open."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on Windows
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connections + 256
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def _bridge_error(message: object) -> int:
@@ -142,11 +183,15 @@ def _run_bridge(args: argparse.Namespace) -> int:
             port=args.port,
             listen_key=args.listen_key,
             queue_size=args.queue_size,
+            max_spans=args.max_spans,
             threads=args.threads,
+            max_connections=args.max_connections,
+            request_timeout=args.request_timeout,
             drain_timeout=args.drain_timeout,
         )
     except (TypeError, ValueError) as exc:
         return _bridge_error(exc)
+    _more_files(args.max_connections)
     try:
         bridge.start()
     except BridgeError as exc:
@@ -162,10 +207,9 @@ def _run_bridge(args: argparse.Namespace) -> int:
             pass
         _say("otel-bucket bridge stopping: exporting what is queued ...")
         bridge.stop()
-    stats = bridge.stats()
-    lost = stats["exporter"]["undelivered"] + stats["worker"]["lost_spans"]
+    calls = bridge.stats()["exporter"]
     _say(
-        f"otel-bucket bridge stopped: {stats['exporter']['delivered']} call(s) delivered, "
-        f"{lost} lost"
+        f"otel-bucket bridge stopped: {calls['delivered']} call(s) delivered, "
+        f"{calls['spooled']} spooled, {calls['undelivered']} lost"
     )
     return 0

@@ -26,6 +26,12 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
         f'otel-bucket bridge needs the "bridge" extra: pip install "otel-bucket[bridge]" ({exc})'
     ) from exc
 
-from otel_bucket.bridge._bridge import DEFAULT_MAX_BODY, DEFAULT_PORT, Bridge, BridgeError
+from otel_bucket.bridge._bridge import (
+    DEFAULT_MAX_BODY,
+    DEFAULT_MAX_SPANS,
+    DEFAULT_PORT,
+    Bridge,
+    BridgeError,
+)
 
-__all__ = ["DEFAULT_MAX_BODY", "DEFAULT_PORT", "Bridge", "BridgeError"]
+__all__ = ["DEFAULT_MAX_BODY", "DEFAULT_MAX_SPANS", "DEFAULT_PORT", "Bridge", "BridgeError"]

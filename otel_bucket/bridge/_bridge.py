@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final
@@ -12,20 +13,21 @@ from typing import Any, Final
 from opentelemetry.sdk.trace import ReadableSpan
 
 from otel_bucket._conventions import BUCKET_EVENT, ENDUSER_ID, USER_ID
-from otel_bucket._exporter import MEMORY_LIMIT as BACKLOG_LIMIT
 from otel_bucket._exporter import BucketSpanExporter
 from otel_bucket._mapping import plan_calls
-from otel_bucket.bridge._queue import ExportWorker, SpanQueue
+from otel_bucket.bridge._decode import Decoded, Limits
+from otel_bucket.bridge._queue import HIGH_WATER, ExportWorker, SpanQueue
 from otel_bucket.bridge._server import BridgeHTTPServer
 
-__all__ = ["DEFAULT_MAX_BODY", "DEFAULT_PORT", "Bridge", "BridgeError"]
+__all__ = ["DEFAULT_MAX_BODY", "DEFAULT_MAX_SPANS", "DEFAULT_PORT", "Bridge", "BridgeError"]
 
 DEFAULT_PORT: Final = 4318  # OTLP/HTTP's port
 DEFAULT_MAX_BODY: Final = 16 * 1024 * 1024
-_HIGH_WATER: Final = 0.9  # share of the exporter's backlog at which requests are refused
-_RETRY_FULL: Final = 2  # Retry-After (s) when the queue is full: a burst, soon drained
-_RETRY_SLOW: Final = 10  # ... when calls wait for Bucket: an outage or a slow endpoint
-_RETRY_CLOSING: Final = 5  # ... when shutting down: another bridge (or this one, restarted)
+DEFAULT_MAX_SPANS: Final = 16_384
+# Retry-After (s) of every 503. The Python and Node OTLP exporters give an export 10 s in all by
+# default and stop retrying when the next wait would pass that: Retry-After 2 lets them try at
+# 0, 2, 4, 6 and 8 s (the most of the 10 s any value covers), where 10 gave up at once.
+RETRY_AFTER: Final = 2
 
 
 def _may_lack_a_user(attributes: Mapping[str, object]) -> bool:
@@ -54,6 +56,15 @@ def _positive_int(name: str, value: object) -> int:
     return value
 
 
+def _seconds(name: str, value: object, *, minimum: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not minimum <= value < float("inf"):
+        op = ">=" if minimum == 0 else ">"
+        raise ValueError(f"{name} must be a finite number {op} 0, got {value!r}")
+    return float(value)
+
+
 def _listen_key(value: object) -> str | None:
     if value is None:
         value = os.environ.get("BUCKET_BRIDGE_TOKEN") or None
@@ -77,11 +88,17 @@ class Bridge:
         listen_key: when set (else ``BUCKET_BRIDGE_TOKEN``), requests must carry
             ``Authorization: Bearer <listen_key>`` (``/health`` excepted).
         max_body: the largest body accepted, after decompression (413 above it).
+        max_spans: the most spans one request may hold (413 above it); a request may also keep
+            at most 16 attribute values per span of it for Bucket.
         queue_size: spans held between the HTTP handlers and the exporter (503 when full).
-        threads: threads serving requests, whatever the number of connections.
+        threads: threads decoding request bodies; connections cost none.
+        max_connections: connections open at once; a new one beyond it closes the oldest idle.
+        request_timeout: seconds a request may take to arrive, head and body (408 after it).
         drain_timeout: seconds `stop` may spend exporting what is queued.
-        backlog_limit: the exporter's backlog capacity in calls (requests are refused from
-            90 % of it on, so an outage never pushes calls out of the backlog).
+        backlog_limit: calls the exporter holds in memory at most (default: its
+            ``memory_limit``). With no spool, or a full one, requests are refused from 90 % of
+            it on, so an outage never pushes calls out of memory into nothing; with a spool
+            that has room they are accepted, and memory's oldest calls spill to the spool.
     """
 
     def __init__(
@@ -92,10 +109,13 @@ class Bridge:
         port: int = DEFAULT_PORT,
         listen_key: str | None = None,
         max_body: int = DEFAULT_MAX_BODY,
+        max_spans: int = DEFAULT_MAX_SPANS,
         queue_size: int = 16_384,
-        threads: int = 16,
+        threads: int = 2,
+        max_connections: int = 1024,
+        request_timeout: float = 30.0,
         drain_timeout: float = 20.0,
-        backlog_limit: int = BACKLOG_LIMIT,
+        backlog_limit: int | None = None,
     ) -> None:
         if exporter is not None and not isinstance(exporter, BucketSpanExporter):
             raise TypeError(f"exporter must be a BucketSpanExporter, got {type(exporter).__name__}")
@@ -103,20 +123,22 @@ class Bridge:
             raise ValueError(f"host must be a non-empty string, got {host!r}")
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"port must be an integer from 0 to 65535, got {port!r}")
-        if isinstance(drain_timeout, bool) or not isinstance(drain_timeout, int | float):
-            raise TypeError(f"drain_timeout must be a number, got {type(drain_timeout).__name__}")
-        if not 0 <= drain_timeout < float("inf"):
-            raise ValueError(f"drain_timeout must be a finite number >= 0, got {drain_timeout!r}")
+        self.drain_timeout = _seconds("drain_timeout", drain_timeout, minimum=0.0)
+        self.request_timeout = _seconds("request_timeout", request_timeout, minimum=0.001)
         self.host = host
         self.port = port
         self.listen_key = _listen_key(listen_key)
         self.max_body = _positive_int("max_body", max_body)
+        self.limits = Limits(_positive_int("max_spans", max_spans))
         self.threads = _positive_int("threads", threads)
-        self.drain_timeout = float(drain_timeout)
-        self._backlog_limit = _positive_int("backlog_limit", backlog_limit)
+        self.max_connections = _positive_int("max_connections", max_connections)
+        self.retry_after = RETRY_AFTER
+        if backlog_limit is not None:
+            _positive_int("backlog_limit", backlog_limit)
         self._queue = SpanQueue(_positive_int("queue_size", queue_size))
         self.exporter = exporter if exporter is not None else BucketSpanExporter()
-        self._worker = ExportWorker(self.exporter, self._queue, backlog_limit=backlog_limit)
+        self._backlog_limit = backlog_limit or self.exporter.memory_limit
+        self._worker = ExportWorker(self.exporter, self._queue, backlog_limit=self._backlog_limit)
         self._server: BridgeHTTPServer | None = None
         self._stopped = threading.Event()
         self._lock = threading.Lock()
@@ -144,16 +166,17 @@ class Bridge:
         with self._lock:
             if self._server is not None:
                 return self
+            server = BridgeHTTPServer(self, max_connections=self.max_connections)
             try:
-                server = BridgeHTTPServer((self.host, self.port), self, self.threads)
+                server.start()
             except (OSError, OverflowError, ValueError) as exc:
+                server.stop(0)
                 reason = (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
                 raise BridgeError(
                     f"cannot listen on {self.host}:{self.port}: {reason.lower()}"
                 ) from None
             self._server = server
             self._worker.start()
-            server.start()
             return self
 
     def stop(self) -> None:
@@ -173,9 +196,14 @@ class Bridge:
         return self._stopped.wait(timeout)
 
     def flush(self, timeout: float = 30.0) -> bool:
-        """Wait until every span accepted so far has been through an export; False on timeout.
-        (Calls an export could not deliver may still wait in the exporter's backlog.)"""
-        return self._queue.join(timeout)
+        """Wait until every span accepted so far was handed to the exporter and the calls it
+        holds were sent (within the exporter's ``timeout`` at most); False when calls still
+        wait (a retry, a slow or down Bucket)."""
+        deadline = time.monotonic() + timeout
+        if not self._queue.join(timeout):
+            return False
+        left = max(deadline - time.monotonic(), 0.0)
+        return self.exporter.force_flush(int(left * 1000))
 
     def __enter__(self) -> Bridge:
         return self.start()
@@ -193,12 +221,16 @@ class Bridge:
     def busy(self) -> tuple[int, str] | None:
         """Why new data is refused now, with a Retry-After in seconds; None when accepted."""
         if self._stopped.is_set() or (self._server is not None and self._server.closing):
-            return _RETRY_CLOSING, "the bridge is shutting down"
-        pending = self.exporter.pending
-        if pending >= self._backlog_limit * _HIGH_WATER:
-            return _RETRY_SLOW, f"{pending} call(s) wait for delivery to Bucket; retry later"
+            return RETRY_AFTER, "the bridge is shutting down"
+        in_memory = self.exporter.memory_pending
+        full = self._worker.stalled or in_memory >= self._backlog_limit * HIGH_WATER
+        if full and not self.exporter.spool_has_room():
+            return RETRY_AFTER, (
+                f"{in_memory} call(s) wait in memory for delivery to Bucket and there is no "
+                "spool with room for more; retry later"
+            )
         if not self._queue.has_room(1):
-            return _RETRY_FULL, f"the bridge's queue is full ({self._queue.capacity} spans)"
+            return RETRY_AFTER, f"the bridge's queue is full ({self._queue.capacity} spans)"
         return None
 
     def rejected(self, spans: Sequence[ReadableSpan]) -> tuple[int, str]:
@@ -218,14 +250,14 @@ class Bridge:
             "Tracking API needs a user for every event, so these events are dropped"
         )
 
-    def offer(self, spans: Sequence[ReadableSpan], *, received: int, rejected: int) -> bool:
+    def offer(self, decoded: Decoded, *, rejected: int) -> bool:
         """Queue a request's spans whole; False when they do not fit (answer 503)."""
-        if not self._queue.offer(spans):
+        if not self._queue.offer(decoded.spans, decoded.values):
             return False
         with self._lock:
             self._counts["requests"] += 1
-            self._counts["received_spans"] += received
-            self._counts["queued_spans"] += len(spans)
+            self._counts["received_spans"] += decoded.received
+            self._counts["queued_spans"] += len(decoded.spans)
             self._counts["rejected_spans"] += rejected
         return True
 
@@ -246,6 +278,8 @@ class Bridge:
             "reason": None if busy is None else busy[1],
             "endpoint": self.exporter.settings.endpoint,
             "queue": {"depth": self._queue.depth, "capacity": self._queue.capacity},
+            "memory_pending": self.exporter.memory_pending,
+            "spool_has_room": self.exporter.spool_has_room(),
             "connections": 0 if server is None else server.open_connections,
             **counts,
             "refused": refusals,

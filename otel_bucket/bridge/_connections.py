@@ -1,115 +1,178 @@
-"""An HTTP/1.1 server with a fixed number of threads, whatever the number of connections.
+"""An HTTP/1.1 server on one asyncio event loop, handing CPU work to a few threads.
 
-``ThreadingHTTPServer`` gives every connection its own thread for as long as it stays open, and
-OTLP clients keep their connections open between exports. Here one thread accepts, one waits
-(with a selector) for any idle connection to send its next request, and a fixed set of threads
-serves the connections that have one. An idle keep-alive connection costs a file descriptor,
-not a thread; connections idle for longer than ``idle_timeout`` are closed.
+A thread per connection lets a handful of slow clients hold every thread (16 connections sending
+a byte every few seconds locked the bridge out, ``/health`` included). Here every connection is
+a coroutine on one event-loop thread: a slow or idle client costs a file descriptor and a little
+memory, never a thread, and the threads (``threads``) only decode bodies that arrived whole.
+
+- A request's head must arrive within 10 s of its first byte, and head and body together within
+  ``request_timeout`` (30 s): a deadline for the whole request, not a timeout per read, so a
+  client sending a byte now and then cannot hold its connection. Past it: 408 and close.
+- A keep-alive connection idle for ``idle_timeout`` is closed; an answer the client does not read
+  within 10 s closes the connection.
+- Beyond ``max_connections`` a new connection sheds the one that has waited longest among those
+  idle or still sending their request head; when every connection is in the middle of a request
+  the new one is closed instead.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
+import enum
 import logging
-import queue
-import selectors
 import socket
 import threading
-import time
-from collections import deque
-from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import Any
+from collections.abc import Callable
+from typing import Final, TypeVar
 
-__all__ = ["ConnectionHandler", "PooledHTTPServer"]
+from otel_bucket.bridge._body import Buffers, discard_body, read_body
+from otel_bucket.bridge._http import (
+    HEAD_LIMIT,
+    BadHead,
+    Request,
+    Response,
+    encode_response,
+    parse_head,
+)
 
-_log = logging.getLogger(__name__)
+__all__ = ["HTTPServer", "Incoming", "RequestTimeout"]
 
+_log = logging.getLogger("otel_bucket.bridge")
 
-class ConnectionHandler(BaseHTTPRequestHandler):
-    """A request handler that lives as long as its connection, served one request at a time
-    by whichever pool thread is free."""
+_T = TypeVar("_T")
 
-    server: PooledHTTPServer
-
-    def __init__(self, request: Any, client_address: Any, server: Any) -> None:
-        # Unlike BaseRequestHandler, do not handle the connection here: the pool does.
-        self.request = request
-        self.client_address = client_address
-        self.server = server
-        self.setup()
-        self.idle_since = time.monotonic()
-
-    def serve_ready(self) -> bool:
-        """Serve requests while some are waiting; True when the connection stays open."""
-        while True:
-            self.close_connection = True
-            self.handle_one_request()
-            if self.close_connection or self.server.closing:
-                return False
-            if not self._buffered():
-                self.idle_since = time.monotonic()
-                return True
-
-    def _buffered(self) -> bool:
-        """Whether bytes of a next (pipelined) request are already here; never blocks."""
-        sock = self.connection
-        try:
-            sock.setblocking(False)
-            try:
-                return bool(self.rfile.peek(1))  # type: ignore[attr-defined]
-            finally:
-                sock.settimeout(self.timeout)
-        except (OSError, ValueError):
-            return False
+_HEAD_TIMEOUT: Final = 10.0  # seconds from a request's first byte to the end of its head
+_WRITE_TIMEOUT: Final = 10.0
+_CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
-class PooledHTTPServer(HTTPServer):
-    """Serves with ``threads`` pool threads plus an accepting and a waiting thread.
+class RequestTimeout(Exception):
+    """The request's body did not arrive before its deadline: answered 408, then closed."""
 
-    Args:
-        address: (host, port) to bind; port 0 picks a free one.
-        handler: a `ConnectionHandler` subclass.
-        threads: pool threads serving requests.
-        max_connections: open connections beyond this are closed at once on accept.
-        idle_timeout: seconds an idle keep-alive connection is kept.
-    """
 
-    request_queue_size = 128  # listen backlog: a burst of new connections must not wait a SYN retry
+class _State(enum.Enum):
+    IDLE = "idle"  # between requests: may be shed
+    HEAD = "head"  # sending a request head: may be shed
+    BODY = "body"  # sending a request body: kept, but closed when the server stops
+    BUSY = "busy"  # a request read whole, being served: kept, and answered when the server stops
+
+
+class _Connection:
+    def __init__(self, transport: asyncio.WriteTransport, now: float) -> None:
+        self.transport = transport
+        self.state = _State.IDLE
+        self.since = now
+
+
+class Incoming:
+    """One request as its handler sees it: the head, the client, and the body to read once
+    (or to discard) within the request's deadline."""
 
     def __init__(
         self,
-        address: tuple[str, int],
-        handler: type[ConnectionHandler],
+        request: Request,
+        client: str,
+        conn: _Connection,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        deadline: float,
+    ) -> None:
+        self.request = request
+        self.client = client
+        self._conn = conn
+        self._reader = reader
+        self._writer = writer
+        self._deadline = deadline
+        self.body_done = False
+
+    def _time_left(self) -> float:
+        return self._deadline - asyncio.get_running_loop().time()
+
+    def _expects_continue(self) -> bool:
+        return self.request.headers.get("expect", "").lower() == "100-continue"
+
+    async def read_body(self, limit: int, buffers: Buffers) -> bytes:
+        """The body as sent, at most ``limit`` bytes (see `read_body`).
+
+        Raises:
+            RequestTimeout: it did not arrive before the request's deadline.
+        """
+        self.body_done = True
+        if self._expects_continue():
+            self._writer.write(_CONTINUE)
+        self._conn.state = _State.BODY
+        try:
+            return await asyncio.wait_for(
+                read_body(self._reader, self.request.headers, limit, buffers), self._time_left()
+            )
+        except asyncio.TimeoutError:
+            raise RequestTimeout from None
+        finally:
+            self._conn.state = _State.BUSY
+
+    async def discard_body(self, limit: int) -> bool:
+        """Read and drop the body; False when the connection must close instead."""
+        self.body_done = True
+        if self._expects_continue():
+            return False  # the client waits for a 100 before it sends the body: never send it
+        self._conn.state = _State.BODY
+        try:
+            return await asyncio.wait_for(
+                discard_body(self._reader, self.request.headers, limit), self._time_left()
+            )
+        except asyncio.TimeoutError:
+            return False
+        finally:
+            self._conn.state = _State.BUSY
+
+
+class HTTPServer:
+    """Serves ``handle`` (to be defined by a subclass) on ``host``:``port``.
+
+    Args:
+        host, port: where to listen; port 0 picks a free one.
+        threads: threads for `in_thread` work.
+        max_connections: open connections at most (see the module's docstring).
+        idle_timeout: seconds an idle keep-alive connection is kept.
+        request_timeout: seconds from a request's first byte to the end of its body.
+    """
+
+    server_name = "otel-bucket-bridge"
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
         *,
         threads: int,
         max_connections: int = 1024,
         idle_timeout: float = 60.0,
+        request_timeout: float = 30.0,
     ) -> None:
-        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        super().__init__(address, handler)
-        self._handler_class = handler
+        self.host = host
+        self.port = port
         self.closing = False
-        self._threads = threads
-        self._max_connections = max_connections
+        self._max_connections = min(max_connections, _file_room())
         self._idle_timeout = idle_timeout
-        self._ready: queue.SimpleQueue[ConnectionHandler | None] = queue.SimpleQueue()
-        self._selector = selectors.DefaultSelector()
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._selector.register(self._wake_r, selectors.EVENT_READ)
-        self._to_park: deque[ConnectionHandler] = deque()
-        self._lock = threading.Lock()
-        self._open: set[ConnectionHandler] = set()
-        self._workers: list[threading.Thread] = []
-        self._poller = threading.Thread(target=self._poll, name="otel-bucket-bridge-idle")
-        self._acceptor = threading.Thread(
-            target=self.serve_forever, kwargs={"poll_interval": 0.1}, name="otel-bucket-bridge"
+        self._request_timeout = request_timeout
+        self._open: set[_Connection] = set()
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            threads, thread_name_prefix="otel-bucket-bridge-decode"
         )
+        self._loop = asyncio.new_event_loop()
+        self._server: asyncio.Server | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, name="otel-bucket-bridge")
+        self._thread.daemon = True
+        self._all_done = asyncio.Event()
+
+    async def handle(self, incoming: Incoming) -> Response:  # pragma: no cover - abstract
+        raise NotImplementedError
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
-        host = str(host)
+        host, port = self.host, self.port
         return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
     @property
@@ -117,113 +180,162 @@ class PooledHTTPServer(HTTPServer):
         return len(self._open)
 
     def start(self) -> None:
-        for thread in [self._acceptor, self._poller]:
-            thread.daemon = True
-            thread.start()
-        for index in range(self._threads):
-            worker = threading.Thread(target=self._work, name=f"otel-bucket-bridge-{index}")
-            worker.daemon = True
-            worker.start()
-            self._workers.append(worker)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        """On the accepting thread: wait (in the selector) for the connection's first request."""
-        if self.closing or len(self._open) >= self._max_connections:
-            self.shutdown_request(request)
-            return
+        """Listen (raising OSError when the address cannot be bound), then serve on a thread."""
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         try:
-            handler = self._handler_class(request, client_address, self)
-        except Exception:
-            _log.debug("bridge: could not set up a connection", exc_info=True)
-            self.shutdown_request(request)
-            return
-        with self._lock:
-            self._open.add(handler)
-        self._park(handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client hanging up mid-request is normal; never print a traceback for it.
-        _log.debug("bridge: error while serving %s", client_address, exc_info=True)
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind((self.host, self.port))
+                sock.listen(128)  # a burst of new connections must not wait for a SYN retry
+                sock.setblocking(False)
+                self._server = self._loop.run_until_complete(
+                    asyncio.start_server(self._serve, sock=sock, limit=HEAD_LIMIT)
+                )
+            except BaseException:
+                sock.close()
+                raise
+        except BaseException:
+            self._loop.close()
+            raise
+        self.port = int(sock.getsockname()[1])
+        self._thread.start()
 
     def stop(self, timeout: float) -> None:
-        """Stop accepting, answer requests already read, close every connection."""
+        """Stop listening, close idle connections, let requests already read be answered (up to
+        ``timeout`` s), then close every connection and end the loop's thread."""
         self.closing = True
-        if self._acceptor.is_alive():
-            self.shutdown()
-        self.server_close()
-        self._wake()
-        self._poller.join(timeout)
-        for _ in self._workers:
-            self._ready.put(None)
-        deadline = time.monotonic() + timeout
-        for worker in self._workers:
-            worker.join(max(deadline - time.monotonic(), 0.0))
-        with self._lock:
-            left = list(self._open)
-        for handler in left:  # only when a worker is stuck past the timeout
-            self._close(handler)
-        self._selector.close()
-        self._wake_r.close()
-        self._wake_w.close()
-
-    def _wake(self) -> None:
-        with contextlib.suppress(OSError):
-            self._wake_w.send(b"x")
-
-    def _park(self, handler: ConnectionHandler) -> None:
-        if self.closing:
-            self._close(handler)
+        if self._server is None or self._loop.is_closed():
+            self._pool.shutdown(wait=False)
             return
-        self._to_park.append(handler)
-        self._wake()
-
-    def _close(self, handler: ConnectionHandler) -> None:
-        with self._lock:
-            if handler not in self._open:
-                return
-            self._open.discard(handler)
+        done = asyncio.run_coroutine_threadsafe(self._shut(timeout), self._loop)
         with contextlib.suppress(Exception):
-            handler.finish()
-        self.shutdown_request(handler.connection)
+            done.result(timeout + 5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout + 5)
+        if not self._thread.is_alive():
+            self._loop.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def _poll(self) -> None:
+    async def in_thread(self, work: Callable[[], _T]) -> _T:
+        """Run ``work`` on one of the server's threads."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, work)
+
+    async def _shut(self, timeout: float) -> None:
+        assert self._server is not None
+        self._server.close()
+        for conn in list(self._open):
+            if conn.state is not _State.BUSY:  # requests not read whole are not answered
+                conn.transport.abort()
+        if self._open:
+            self._all_done.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._all_done.wait(), timeout)
+        for conn in list(self._open):
+            conn.transport.abort()
+        for _ in range(3):  # let the aborted connections' coroutines end
+            await asyncio.sleep(0)
+
+    def _admit(self, conn: _Connection) -> bool:
+        if self.closing:
+            return False
+        if len(self._open) >= self._max_connections:
+            sheddable = [c for c in self._open if c.state in (_State.IDLE, _State.HEAD)]
+            if not sheddable:
+                return False
+            oldest = min(sheddable, key=lambda c: c.since)
+            _log.debug(
+                "bridge: %d connections open: closing one %s for %.0f s",
+                len(self._open),
+                oldest.state.value,
+                conn.since - oldest.since,
+            )
+            oldest.transport.abort()
+            self._open.discard(oldest)
+        self._open.add(conn)
+        return True
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        loop = asyncio.get_running_loop()
+        conn = _Connection(writer.transport, loop.time())
+        if not self._admit(conn):
+            writer.transport.abort()
+            return
+        peer = writer.get_extra_info("peername")
+        client = str(peer[0]) if isinstance(peer, tuple) else "-"
+        try:
+            await self._requests(conn, client, reader, writer)
+            # Done: send what is written (the last answer) before closing, within a deadline.
+            conn.state = _State.IDLE
+            writer.close()
+            await asyncio.wait_for(writer.wait_closed(), _WRITE_TIMEOUT)
+        except (ConnectionError, OSError, asyncio.IncompleteReadError, asyncio.TimeoutError):
+            pass  # the client went away, or was too slow: nothing to answer
+        except Exception:
+            _log.debug("bridge: error while serving %s", client, exc_info=True)
+        finally:
+            self._open.discard(conn)
+            writer.transport.abort()  # at once, unless closed above
+            if not self._open:
+                self._all_done.set()
+
+    async def _requests(
+        self,
+        conn: _Connection,
+        client: str,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        loop = asyncio.get_running_loop()
         while not self.closing:
-            for key, _ in self._selector.select(timeout=1.0):
-                if key.fileobj is self._wake_r:
-                    with contextlib.suppress(OSError):
-                        self._wake_r.recv(4096)
-                    continue
-                self._selector.unregister(key.fileobj)
-                self._ready.put(key.data)
-            while self._to_park:
-                handler = self._to_park.popleft()
-                try:
-                    self._selector.register(handler.connection, selectors.EVENT_READ, handler)
-                except (OSError, ValueError, KeyError):
-                    self._close(handler)
-            self._expire(time.monotonic() - self._idle_timeout)
-        self._expire(float("inf"))  # stopping: idle connections are closed now
-        while self._to_park:
-            self._close(self._to_park.popleft())
-
-    def _expire(self, before: float) -> None:
-        for key in list(self._selector.get_map().values()):
-            handler = key.data
-            if isinstance(handler, ConnectionHandler) and handler.idle_since < before:
-                self._selector.unregister(key.fileobj)
-                self._close(handler)
-
-    def _work(self) -> None:
-        while True:
-            handler = self._ready.get()
-            if handler is None:
+            conn.state, conn.since = _State.IDLE, loop.time()
+            first = await asyncio.wait_for(reader.read(1), self._idle_timeout)
+            if not first:
                 return
+            conn.state, conn.since = _State.HEAD, loop.time()
+            deadline = conn.since + self._request_timeout
+            wait = min(_HEAD_TIMEOUT, self._request_timeout)
             try:
-                keep = handler.serve_ready()
-            except Exception:
-                self.handle_error(handler.connection, handler.client_address)
-                keep = False
-            if keep:
-                self._park(handler)
-            else:
-                self._close(handler)
+                head = first + await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), wait)
+                request = parse_head(head)
+            except asyncio.TimeoutError:
+                await self._write(writer, _plain(408, "the request head took too long"))
+                return
+            except asyncio.LimitOverrunError:
+                await self._write(writer, _plain(431, "request head too large"))
+                return
+            except BadHead as exc:
+                await self._write(writer, _plain(exc.status, str(exc)))
+                return
+            conn.state = _State.BUSY
+            incoming = Incoming(request, client, conn, reader, writer, deadline)
+            try:
+                response = await self.handle(incoming)
+            except RequestTimeout:
+                await self._write(writer, _plain(408, "the request took too long"))
+                return
+            if not incoming.body_done and not await incoming.discard_body(0):
+                response = response.closing()
+            if self.closing or not request.keep_alive:
+                response = response.closing()
+            await self._write(writer, response)
+            if response.close:
+                return
+
+    async def _write(self, writer: asyncio.StreamWriter, response: Response) -> None:
+        writer.write(encode_response(response, self.server_name))
+        await asyncio.wait_for(writer.drain(), _WRITE_TIMEOUT)
+
+
+def _plain(status: int, message: str) -> Response:
+    return Response(status, "text/plain; charset=utf-8", message.encode(), close=True)
+
+
+def _file_room() -> int:
+    """Connections that fit in this process's limit on open files, beside 64 other files."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on Windows
+        return 1 << 30
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return 1 << 30 if soft == resource.RLIM_INFINITY else max(soft - 64, 16)

@@ -2,9 +2,10 @@
 
 HTTP handlers only queue spans; one worker thread exports them, so the exporter sees one export
 at a time, as under a batch processor. The queue is the bridge's back-pressure: a request whose
-spans do not fit is answered 503 (the client keeps the data and retries later). The worker also
-stops taking spans while the exporter's backlog of undelivered calls is nearly full, so a Bucket
-outage fills this queue (and then the client's) instead of pushing calls out of the backlog.
+spans do not fit is answered 503 (the client keeps the data and retries later). While Bucket is
+down the exporter keeps undelivered calls in its backlog and spills the oldest to its spool; with
+no spool (or a full one) the worker stops taking spans once the backlog is nearly full, so an
+outage fills this queue (and then the client's) instead of pushing calls out into nothing.
 """
 
 from __future__ import annotations
@@ -16,30 +17,35 @@ from collections import deque
 from collections.abc import Sequence
 
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExportResult
 
 from otel_bucket._exporter import BucketSpanExporter
+from otel_bucket.bridge._decode import VALUES_PER_SPAN
 
-__all__ = ["CALLS_PER_SPAN", "ExportWorker", "SpanQueue"]
+__all__ = ["CALLS_PER_SPAN", "HIGH_WATER", "ExportWorker", "SpanQueue"]
 
 _log = logging.getLogger(__name__)
 
 CALLS_PER_SPAN = 3  # at most a user, a company and an event call come from one span
+_STALLED_LOOK = 0.05  # seconds between two looks for room while memory is full
+HIGH_WATER = 0.9  # share of the backlog's capacity the worker fills when there is no spool room
 
 
 class SpanQueue:
     """Spans accepted from requests, oldest first, held whole per request.
 
     Args:
-        capacity: how many spans it holds. A request is accepted whole or not at all; one
-            larger than the capacity is accepted only into an empty queue, so it is never
-            refused forever.
+        capacity: how many spans it holds, and 16 attribute values per span on average (see
+            ``Limits.max_values``): spans are few, values many, when spans carry long arrays.
+            A request is accepted whole or not at all; one larger than the capacity is
+            accepted only into an empty queue, so it is never refused forever.
     """
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._items: deque[Sequence[ReadableSpan]] = deque()
+        self.value_capacity = VALUES_PER_SPAN * capacity
+        self._items: deque[tuple[Sequence[ReadableSpan], int]] = deque()
         self._depth = 0
+        self._values = 0
         self._accepted = 0  # spans ever accepted ...
         self._finished = 0  # ... and those the worker is done with (exported or lost)
         self._closed = False
@@ -51,21 +57,31 @@ class SpanQueue:
         return self._depth
 
     @property
+    def values(self) -> int:
+        """Attribute values the waiting spans hold (a request's count until it is all taken)."""
+        return self._values
+
+    @property
     def closed(self) -> bool:
         return self._closed
 
-    def has_room(self, count: int) -> bool:
-        """Whether ``count`` spans would be accepted now."""
-        return not self._closed and (not self._depth or self._depth + count <= self.capacity)
+    def has_room(self, count: int, values: int = 0) -> bool:
+        """Whether ``count`` spans holding ``values`` attribute values would be accepted now."""
+        if self._closed:
+            return False
+        return not self._depth or (
+            self._depth + count <= self.capacity and self._values + values <= self.value_capacity
+        )
 
-    def offer(self, spans: Sequence[ReadableSpan]) -> bool:
+    def offer(self, spans: Sequence[ReadableSpan], values: int = 0) -> bool:
         """Queue all of ``spans``, or none of them (False: full or closed)."""
         with self._cond:
-            if not self.has_room(len(spans)):
+            if not self.has_room(len(spans), values):
                 return False
             if spans:
-                self._items.append(spans)
+                self._items.append((spans, values))
                 self._depth += len(spans)
+                self._values += values
                 self._accepted += len(spans)
                 self._cond.notify_all()
             return True
@@ -77,13 +93,15 @@ class SpanQueue:
                 self._cond.wait(timeout)
             batch: list[ReadableSpan] = []
             while self._items and len(batch) < limit:
-                head = self._items[0]
+                head, values = self._items[0]
                 want = limit - len(batch)
                 if len(head) <= want:
-                    batch.extend(self._items.popleft())
+                    batch.extend(head)
+                    self._items.popleft()
+                    self._values -= values
                 else:
                     batch.extend(head[:want])
-                    self._items[0] = head[want:]
+                    self._items[0] = (head[want:], values)
             self._depth -= len(batch)
             return batch
 
@@ -133,7 +151,7 @@ class ExportWorker:
         self._stop = threading.Event()
         self._deadline = 0.0
         self._lock = threading.Lock()
-        self._counts = {"exports": 0, "failed_exports": 0, "exported_spans": 0, "lost_spans": 0}
+        self._counts = dict.fromkeys(("exports", "exported_spans", "deferred_spans"), 0)
         self._thread = threading.Thread(target=self._run, name="otel-bucket-bridge-export")
         self._thread.daemon = True
 
@@ -145,9 +163,21 @@ class ExportWorker:
         with self._lock:
             return dict(self._counts)
 
-    def backlog_room(self) -> int:
-        """How many more calls the exporter's backlog can take."""
-        return max(self._backlog_limit - self._exporter.pending, 0)
+    @property
+    def stalled(self) -> bool:
+        """Whether the worker waits for room: the exporter's memory is at its high-water mark
+        and there is no spool with room (looked at now)."""
+        return self.span_room() <= 0
+
+    def span_room(self) -> int:
+        """How many spans the exporter can take now. All when it has a spool with room: a full
+        backlog spills its oldest calls to the spool. Else only as many as its memory holds up to
+        the high-water mark, so that an outage never pushes calls out of the backlog into
+        nothing."""
+        if self._exporter.spool_has_room():
+            return self._batch_size
+        room = int(self._backlog_limit * HIGH_WATER) - self._exporter.memory_pending
+        return max(room, 0) // CALLS_PER_SPAN
 
     def stop(self, seconds: float) -> None:
         """Export what is queued within about ``seconds``, then shut the exporter down."""
@@ -164,48 +194,50 @@ class ExportWorker:
             for name, value in counts.items():
                 self._counts[name] += value
 
-    def _export(self, batch: list[ReadableSpan], seconds: float) -> None:
+    def _export(self, batch: list[ReadableSpan]) -> None:
+        """Hand ``batch`` to the exporter, which queues its calls and sends them from its own
+        threads (this worker never waits for Bucket)."""
         try:
-            failed = self._exporter.export_within(batch, seconds) is not SpanExportResult.SUCCESS
+            self._exporter.submit(batch)
         except Exception:  # the exporter never raises; if it ever did, the worker must live on
             _log.exception("otel-bucket bridge: the export of %d span(s) raised", len(batch))
-            failed = True
-        self._count(exports=1, failed_exports=int(failed), exported_spans=len(batch))
+        self._count(exports=1, exported_spans=len(batch))
         self._queue.done(len(batch))
 
     def _run(self) -> None:
-        timeout = self._exporter.settings.timeout
         while not self._stop.is_set():
-            room = self.backlog_room() // CALLS_PER_SPAN
+            room = self.span_room()
             if room <= 0:
-                # The backlog is (nearly) full: exporting more would push the oldest undelivered
-                # calls out of it. Leave spans queued; retry the waiting calls instead.
-                if not self._stop.wait(self._retry_interval):
-                    self._exporter.force_flush(int(timeout * 1000))
+                # Memory is full and there is no spool to take more: exporting more would push
+                # the oldest undelivered calls out. Leave spans queued until the exporter's
+                # senders have delivered some (they retry on their own).
+                self._stop.wait(_STALLED_LOOK)
                 continue
             batch = self._queue.take(min(self._batch_size, room), self._retry_interval)
             if batch:
-                self._export(batch, timeout)
-            elif self._exporter.pending and not self._stop.is_set():
-                self._exporter.force_flush(int(timeout * 1000))  # a quiet tick
+                self._export(batch)
         self._drain()
 
     def _drain(self) -> None:
         """Export everything queued until the deadline, then shut the exporter down (it gives
-        its backlog a last attempt and reports what is lost)."""
+        its backlog a last attempt, spools what is left and reports what is lost)."""
         while True:
             left = self._deadline - time.monotonic()
             batch = self._queue.take(self._batch_size, None)
             if not batch:
                 break
             if left <= 0:
-                lost = len(batch) + len(self._queue.take(self._queue.depth, None))
-                self._queue.done(lost)
-                self._count(lost_spans=lost)
-                _log.error(
-                    "otel-bucket bridge lost %d span(s) still queued when the drain time ran out",
-                    lost,
+                # No time to send them: their calls join the backlog, which the shutdown below
+                # writes to the spool (or reports lost when there is none).
+                rest = batch + self._queue.take(self._queue.depth, None)
+                self._exporter.defer(rest)
+                self._queue.done(len(rest))
+                self._count(deferred_spans=len(rest))
+                _log.warning(
+                    "otel-bucket bridge: the drain time ran out with %d span(s) queued; their "
+                    "calls are kept with the undelivered ones",
+                    len(rest),
                 )
                 break
-            self._export(batch, left)
+            self._export(batch)
         self._exporter.shutdown_within(max(self._deadline - time.monotonic(), 1.0))

@@ -1,23 +1,31 @@
-"""The bridge's HTTP endpoints: ``POST /v1/traces`` (OTLP/HTTP), ``GET /health``, ``GET /stats``."""
+"""The bridge's HTTP endpoints: ``POST /v1/traces`` (OTLP/HTTP), ``GET /health``, ``GET /stats``.
+
+Everything up to a whole body runs on the server's event loop: routing, authentication, refusals
+and reading. Inflating, decoding and queueing a body run on one of the decoding threads, which
+also encode the answer; ``/health`` and ``/stats`` are answered on the loop at once.
+"""
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import logging
-import socketserver
 import time
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from otel_bucket.bridge._body import (
     BodyError,
+    Buffers,
+    Busy,
     TooLarge,
     UnsupportedEncoding,
-    discard_body,
-    read_body,
+    content_coding,
+    inflate,
 )
-from otel_bucket.bridge._connections import ConnectionHandler, PooledHTTPServer
-from otel_bucket.bridge._decode import JSON, PROTOBUF, BadRequest, decode_request
+from otel_bucket.bridge._connections import HTTPServer, Incoming
+from otel_bucket.bridge._decode import JSON, PROTOBUF, BadRequest, TooMany, decode_request
+from otel_bucket.bridge._http import Request, Response
 from otel_bucket.bridge._reply import CONTENT_TYPES, encode, export_response, status
 
 if TYPE_CHECKING:
@@ -33,102 +41,124 @@ _MEDIA: Final = {
     "application/protobuf": PROTOBUF,
     "application/json": JSON,
 }
+_BUFFERED_BODIES: Final = 4  # bodies of max_body bytes held at once, across connections
 
 
-class BridgeHTTPServer(PooledHTTPServer):
-    """The pooled server, knowing the `Bridge` its handlers feed."""
+class BridgeHTTPServer(HTTPServer):
+    """The server, knowing the `Bridge` it feeds."""
 
-    def __init__(self, address: tuple[str, int], bridge: Bridge, threads: int) -> None:
+    def __init__(self, bridge: Bridge, *, max_connections: int) -> None:
+        super().__init__(
+            bridge.host,
+            bridge.port,
+            threads=bridge.threads,
+            max_connections=max_connections,
+            request_timeout=bridge.request_timeout,
+        )
         self.bridge = bridge
-        super().__init__(address, _Handler, threads=threads)
+        self._buffers = Buffers(_BUFFERED_BODIES * bridge.max_body)
 
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind looks the host name up (a DNS query); nothing here needs it.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name, self.server_port = str(host), int(port)
-
-
-class _Handler(ConnectionHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive: OTLP clients reuse their connections
-    disable_nagle_algorithm = True  # else a keep-alive client waits ~40 ms for each answer
-    timeout = 10  # seconds a started request may stall on the socket
-    server_version = "otel-bucket-bridge"
-    server: BridgeHTTPServer
-
-    def version_string(self) -> str:
-        return self.server_version
-
-    def log_message(self, format: str, *args: Any) -> None:
-        _log.debug("bridge: %s %s", self.client_address[0], format % args)
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        pass  # one line per request is written by the handler itself, with more to say
+    async def handle(self, incoming: Incoming) -> Response:
+        method = incoming.request.method
+        if method == "POST":
+            started = time.perf_counter()
+            response, summary = await self._export(incoming)
+            _log.debug(
+                "bridge: %s POST %s %s in %.1f ms",
+                incoming.client,
+                incoming.request.path[:200],
+                summary,
+                (time.perf_counter() - started) * 1000,
+            )
+            return response
+        keep = await incoming.discard_body(self.bridge.max_body)
+        response = (
+            self._get(incoming.request)
+            if method == "GET"
+            else _json(
+                405, {"error": f"use GET or POST, not {method[:16]}"}, {"Allow": "GET, POST"}
+            )
+        )
+        _log.debug("bridge: %s %s %s", incoming.client, method[:16], incoming.request.path[:200])
+        return response if keep else response.closing()
 
     # -- POST /v1/traces ----------------------------------------------------------------------
 
-    def do_POST(self) -> None:
-        started = time.perf_counter()
-        summary = self._export()
-        _log.debug(
-            "bridge: %s POST %s %s in %.1f ms",
-            self.client_address[0],
-            self.path[:200],
-            summary,
-            (time.perf_counter() - started) * 1000,
-        )
-
-    def _export(self) -> str:
-        """Serve one export request; return what the log line says about it."""
-        bridge = self.server.bridge
-        if self.path.split("?", 1)[0] != TRACES_PATH:
-            return self._refuse(404, PROTOBUF, f"no such endpoint: POST {TRACES_PATH}")
-        if not self._authorized():
-            return self._refuse(401, PROTOBUF, "missing or wrong bearer token")
-        media = self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+    async def _export(self, incoming: Incoming) -> tuple[Response, str]:
+        """Serve one export request; return the answer and what the log line says about it."""
+        bridge, request = self.bridge, incoming.request
+        if request.path != TRACES_PATH:
+            return await self._refuse(
+                incoming, 404, PROTOBUF, f"no such endpoint: POST {TRACES_PATH}"
+            )
+        if not self._authorized(request):
+            return await self._refuse(incoming, 401, PROTOBUF, "missing or wrong bearer token")
+        media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         encoding = _MEDIA.get(media)
         if encoding is None:
             message = f"Content-Type {media[:64]!r} is not application/x-protobuf or JSON"
-            return self._refuse(415, PROTOBUF, message)
+            return await self._refuse(incoming, 415, PROTOBUF, message)
         busy = bridge.busy()
         if busy is not None:
-            return self._refuse(503, encoding, busy[1], retry_after=busy[0])
+            return await self._refuse(incoming, 503, encoding, busy[1], retry_after=busy[0])
         try:
-            body = read_body(self.rfile, self.headers, bridge.max_body)
+            wbits = content_coding(request.headers)
         except UnsupportedEncoding as exc:
-            return self._refuse(415, encoding, str(exc))
+            return await self._refuse(incoming, 415, encoding, str(exc))
+        try:
+            raw = await incoming.read_body(bridge.max_body, self._buffers)
+        except Busy as exc:
+            return self._fail(503, encoding, str(exc), retry_after=bridge.retry_after, close=True)
         except TooLarge as exc:
             return self._fail(413, encoding, str(exc), close=exc.close)
         except BodyError as exc:
             return self._fail(400, encoding, str(exc), close=exc.close)
         try:
-            decoded = decode_request(body, encoding)
-        except BadRequest as exc:
+            return await self.in_thread(functools.partial(self._receive, raw, wbits, encoding))
+        finally:
+            self._buffers.give(len(raw))
+
+    def _receive(self, raw: bytes, wbits: int | None, encoding: str) -> tuple[Response, str]:
+        """On a decoding thread: inflate, decode and queue a body read whole."""
+        bridge = self.bridge
+        try:
+            body = inflate(raw, wbits, bridge.max_body)
+            decoded = decode_request(body, encoding, bridge.limits)
+        except (TooLarge, TooMany) as exc:
+            return self._fail(413, encoding, str(exc))
+        except (BodyError, BadRequest) as exc:  # the body was read whole: the connection is fine
             return self._fail(400, encoding, str(exc))
         rejected, reason = bridge.rejected(decoded.spans)
-        if not bridge.offer(decoded.spans, received=decoded.received, rejected=rejected):
-            retry_after, message = bridge.busy() or (2, "the bridge's queue is full")
+        if not bridge.offer(decoded, rejected=rejected):
+            retry_after, message = bridge.busy() or (bridge.retry_after, "the bridge is full")
             return self._fail(503, encoding, message, retry_after=retry_after)
-        self._send(200, encoding, encode(export_response(rejected, reason), encoding))
-        return (
+        answer = encode(export_response(rejected, reason), encoding)
+        summary = (
             f"200 {encoding} {len(body)} B: {decoded.received} span(s), "
             f"{len(decoded.spans)} for Bucket, {rejected} rejected"
         )
+        return Response(200, CONTENT_TYPES[encoding], answer), summary
 
-    def _authorized(self) -> bool:
-        expected = self.server.bridge.listen_key
+    def _authorized(self, request: Request) -> bool:
+        expected = self.bridge.listen_key
         if expected is None:
             return True
-        scheme, _, token = self.headers.get("Authorization", "").strip().partition(" ")
+        scheme, _, token = request.headers.get("authorization", "").strip().partition(" ")
         given = token.strip() if scheme.lower() == "bearer" else ""
         return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
 
-    def _refuse(
-        self, code: int, encoding: str, message: str, *, retry_after: int | None = None
-    ) -> str:
+    async def _refuse(
+        self,
+        incoming: Incoming,
+        code: int,
+        encoding: str,
+        message: str,
+        *,
+        retry_after: int | None = None,
+    ) -> tuple[Response, str]:
         """Answer before the body was read: read and drop it first, so the client sees the
         answer rather than a reset connection."""
-        keep = discard_body(self.rfile, self.headers, self.server.bridge.max_body)
+        keep = await incoming.discard_body(self.bridge.max_body)
         return self._fail(code, encoding, message, retry_after=retry_after, close=not keep)
 
     def _fail(
@@ -139,71 +169,35 @@ class _Handler(ConnectionHandler):
         *,
         retry_after: int | None = None,
         close: bool = False,
-    ) -> str:
-        self.server.bridge.count_refusal(code)
+    ) -> tuple[Response, str]:
+        self.bridge.count_refusal(code)
         headers = {}
         if retry_after is not None:
             headers["Retry-After"] = str(retry_after)
         if code == 401:
             headers["WWW-Authenticate"] = 'Bearer realm="otel-bucket-bridge"'
-        self._send(code, encoding, encode(status(code, message), encoding), headers, close)
-        return f"{code}: {message}"
-
-    def _send(
-        self,
-        code: int,
-        encoding: str,
-        body: bytes,
-        headers: dict[str, str] | None = None,
-        close: bool = False,
-    ) -> None:
-        self._send_bytes(code, CONTENT_TYPES[encoding], body, headers, close)
-
-    def _send_bytes(
-        self,
-        code: int,
-        content_type: str,
-        body: bytes,
-        headers: dict[str, str] | None = None,
-        close: bool = False,
-    ) -> None:
-        close = close or self.server.closing
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        if close:
-            self.send_header("Connection", "close")
-            self.close_connection = True
-        self.end_headers()
-        self.wfile.write(body)
+        body = encode(status(code, message), encoding)
+        return Response(code, CONTENT_TYPES[encoding], body, headers, close), f"{code}: {message}"
 
     # -- GET /health, GET /stats --------------------------------------------------------------
 
-    def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
-        bridge = self.server.bridge
-        if not discard_body(self.rfile, self.headers, bridge.max_body):
-            self.close_connection = True  # a GET with a body it could not skip
-        if path == TRACES_PATH:
-            self._json(405, {"error": f"use POST {TRACES_PATH}"}, {"Allow": "POST"})
-        elif path == "/health":
+    def _get(self, request: Request) -> Response:
+        bridge = self.bridge
+        if request.path == TRACES_PATH:
+            return _json(405, {"error": f"use POST {TRACES_PATH}"}, {"Allow": "POST"})
+        if request.path == "/health":
             busy = bridge.busy()
             if busy is None:
-                self._json(200, {"status": "ok"})
-            else:
-                answer = {"status": "unavailable", "reason": busy[1]}
-                self._json(503, answer, {"Retry-After": str(busy[0])})
-        elif path == "/stats":
-            if self._authorized():
-                self._json(200, bridge.stats())
-            else:
-                self._json(401, {"error": "missing or wrong bearer token"})
-        else:
-            self._json(404, {"error": "no such endpoint: see /health, /stats, POST /v1/traces"})
-        _log.debug("bridge: %s GET %s", self.client_address[0], path[:200])
+                return _json(200, {"status": "ok"})
+            answer = {"status": "unavailable", "reason": busy[1]}
+            return _json(503, answer, {"Retry-After": str(busy[0])})
+        if request.path == "/stats":
+            if self._authorized(request):
+                return _json(200, bridge.stats())
+            return _json(401, {"error": "missing or wrong bearer token"})
+        return _json(404, {"error": "no such endpoint: see /health, /stats, POST /v1/traces"})
 
-    def _json(self, code: int, payload: object, headers: dict[str, str] | None = None) -> None:
-        body = json.dumps(payload, sort_keys=True).encode("utf-8")
-        self._send_bytes(code, "application/json", body, headers)
+
+def _json(code: int, payload: object, headers: dict[str, str] | None = None) -> Response:
+    body = json.dumps(payload, sort_keys=True).encode("utf-8")
+    return Response(code, "application/json", body, headers or {})
