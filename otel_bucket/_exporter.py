@@ -43,7 +43,8 @@ __all__ = ["MEMORY_LIMIT", "BucketSpanExporter"]
 
 _log = logging.getLogger(__name__)
 
-MEMORY_LIMIT = 32_768  # calls held in memory at most; beyond, the oldest go to the spool
+MEMORY_LIMIT = 10_000  # calls held in memory at most; beyond, the oldest go to the spool
+_HIGH_WATER = 0.9  # share of it beyond which a processor waits, when the spool has no room
 
 try:
     _VERSION = version("otel-bucket")
@@ -162,6 +163,14 @@ class BucketSpanExporter(ExporterBooks, SpanExporter):
         """How many calls memory holds at most; beyond, the oldest go to the spool (or are
         lost without one)."""
         return self._dispatcher.memory_limit
+
+    def has_room(self) -> bool:
+        """Whether more calls may be handed over now without pushing any out into nothing:
+        memory is below 90 % of its limit, or the spool has room for what overflows."""
+        return (
+            self._dispatcher.pending < _HIGH_WATER * self._dispatcher.memory_limit
+            or self.spool_has_room()
+        )
 
     def spool_has_room(self) -> bool:
         """Whether a call pushed out of memory would be kept on disk without pushing older ones

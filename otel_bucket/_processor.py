@@ -39,6 +39,7 @@ __all__ = ["BatchSettings", "BucketSpanProcessor"]
 _log = logging.getLogger(__name__)
 
 _WARN_EVERY: Final = 60.0  # seconds between two "queue full" lines
+_LOOK_FOR_ROOM: Final = 0.05  # seconds between two looks while the exporter's memory is full
 _GRACE: Final = 1.0  # seconds a final drain may overrun its deadline before the caller takes over
 
 
@@ -232,6 +233,7 @@ class BucketSpanProcessor(SpanProcessor):
     # -- the worker -----------------------------------------------------------------------------
 
     def _start_worker(self) -> None:
+        self._full = False
         self._wakeups = queue.SimpleQueue()
         self._signalled = False
         self._worker = threading.Thread(
@@ -253,7 +255,7 @@ class BucketSpanProcessor(SpanProcessor):
         delay = self._settings.schedule_delay_millis / 1000
         while not self._finished:
             try:
-                first = wakeups.get(timeout=delay)
+                first = wakeups.get(timeout=_LOOK_FOR_ROOM if self._full else delay)
             except queue.Empty:
                 first = None
             self._signalled = False  # before reading the queue: a later span wakes us again
@@ -304,6 +306,15 @@ class BucketSpanProcessor(SpanProcessor):
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return False
+            if self._bucket is not None and not self._bucket.has_room():
+                # The exporter's memory is nearly full and it has no spool with room: more would
+                # push calls out into nothing. The spans wait here (the queue is the buffer).
+                self._full = True
+                if remaining is None:
+                    return True  # the worker looks again soon
+                time.sleep(min(_LOOK_FOR_ROOM, remaining))
+                continue
+            self._full = False
             batch: list[ReadableSpan] = []
             while len(batch) < min(size, count):
                 try:
