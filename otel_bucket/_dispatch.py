@@ -96,9 +96,11 @@ class Books(Protocol):
 
     def idle(self) -> None: ...
 
+    def tidy(self) -> None: ...
+
 
 class _Attempt:
-    __slots__ = ("busy", "item", "probe", "spawn", "ticket")
+    __slots__ = ("busy", "item", "probe", "spawn", "ticket", "took")
 
     def __init__(self, item: Pending, probe: bool, ticket: int, busy: bool, spawn: int) -> None:
         self.item = item
@@ -106,6 +108,7 @@ class _Attempt:
         self.ticket = ticket
         self.busy = busy
         self.spawn = spawn  # more senders to start: calls are ready and no sender is idle
+        self.took = 0.0  # seconds the answer took
 
 
 _REFILL = object()  # the next thing to do is to take calls from the spool
@@ -385,7 +388,7 @@ class Dispatcher:
 
     def _admissions(self) -> dict[str, tuple[Admission, float]]:
         """With the lock held: what the gate says of each method now (asking only)."""
-        return {method: self._gate.admit(method, take_probe=False) for method in METHODS}
+        return self._gate.admit_all(METHODS)
 
     def _next(self) -> _Attempt | object | None:
         """With the lock held: the next attempt to make, ``_REFILL``, or None."""
@@ -493,9 +496,7 @@ class Dispatcher:
         except Exception as exc:  # a transport never raises; if it did, the call is kept
             _log.exception("otel-bucket transport failed")
             answer = Answer(None, error=type(exc).__name__)
-        if answer.status is not None:
-            with self._lock:
-                self.latency.observe(time.monotonic() - started)
+        attempt.took = time.monotonic() - started
         in_flight = self.queue.in_flight[item.method]
         if self._gate.observe(answer, item.method, probe=attempt.probe, in_flight=in_flight):
             with self._lock:  # found failing: events stop waiting for what fails
@@ -524,6 +525,8 @@ class Dispatcher:
             if item.state == ABANDONED:  # the drain counted it as left over
                 return
             self.queue.landed(item)
+            if answer.status is not None:
+                self.latency.observe(attempt.took)
             overload = is_overload(answer.status, answer.timed_out)
             self._limits[item.method].answered(attempt.ticket, overload=overload, busy=attempt.busy)
             item.attempts += 1
@@ -534,32 +537,26 @@ class Dispatcher:
             merged = self.queue.merge_into_newer(item) if outcome is Outcome.FAILED else None
             if merged is not None:
                 outcome, freed = Outcome.MERGED, merged
-                self._begin_settling(1)
             elif outcome is Outcome.FAILED:
                 freed = self.queue.retry_at(item, self._next_try(item, answer))
             else:
                 if outcome is Outcome.DELIVERED:
                     self._books.delivered(item)  # remembered before the queue forgets it
                 freed = self.queue.settle(item)
-                self._begin_settling(1)
             # After a probe every sender may go; after a backoff began, the timekeeper looks.
             start = self._wake(self.queue.ready if attempt.probe else len(freed))
+            try:  # counted at once: pending and the books never disagree
+                self._books.settled(item, outcome)
+            except ReferenceError:
+                raise
+            except Exception:  # our own fault: the call is settled all the same
+                _log.exception("otel-bucket could not count a call")
+            if item.tickets and outcome.resolves:
+                item.resolve(outcome.ok)
             if self._callers:
                 self._news.notify_all()
         self._start(start)
-        try:
-            self._books.settled(item, outcome)
-        except ReferenceError:
-            raise
-        except Exception:  # our own fault: the call is settled all the same
-            _log.exception("otel-bucket could not count a call")
-        if outcome.settles:
-            with self._lock:  # counted and told at once: an export sees its books complete
-                if item.tickets and outcome.resolves:
-                    item.resolve(outcome.ok)
-                self._settled += 1
-                if self._callers:
-                    self._news.notify_all()
+        self._books.tidy()
 
     def _retry_or_settle(self, item: Pending) -> Outcome:
         if item.charged >= MAX_OWN_FAILURES:

@@ -76,8 +76,9 @@ class ExporterBooks:
                 self._report.not_delivered_yet(first, self.pending, self._gate.last_error)
         elif outcome is Outcome.MERGED:
             self._count("deduplicated", [item])
-        elif outcome is Outcome.RETURNED:
-            self._spool([item], "the spool could not take them back")
+        elif outcome is Outcome.RETURNED:  # a spooled call that failed: back to the spool
+            self._spooling.back(item)
+            self._count("spooled", [item])
         elif self._left is not None:  # LEFT during the drain: spooled with the rest
             self._left.append(item)
         else:  # LEFT after the drain: an answer that came too late
@@ -139,6 +140,12 @@ class ExporterBooks:
     def idle(self) -> None:
         """The senders have nothing to do: delete the spooled calls answered meanwhile."""
         self._spooling.flush()
+
+    def tidy(self) -> None:
+        """After a few answers (outside the senders' lock): write the spool's answers when
+        enough were gathered."""
+        if self._spooling.due():
+            self._spooling.flush()
 
     # -- the spool ------------------------------------------------------------------------------
 

@@ -111,6 +111,16 @@ class Gate:
                 return self._endpoint.admit(now, take_probe)
             return self._method(method).admit(now, take_probe)
 
+    def admit_all(self, methods: tuple[str, ...]) -> dict[str, tuple[Admission, float]]:
+        """``admit`` for each of ``methods``, asking only (one look under the lock)."""
+        with self._lock:
+            now = self._clock()
+            if now < self._not_before:
+                return dict.fromkeys(methods, (Admission.WAIT, self._not_before))
+            if self._endpoint.down:
+                return dict.fromkeys(methods, self._endpoint.admit(now, False))
+            return {method: self._method(method).admit(now, False) for method in methods}
+
     def not_before(self) -> float:
         """When the endpoint may be called again at the earliest (0 when it may now)."""
         return self._not_before

@@ -36,6 +36,7 @@ class Spooling:
         self._next_look = 0.0
         self._lock = threading.Lock()
         self._done: list[int] = []  # answered: to delete
+        self._back: list[int] = []  # failed: to give back
         self._acking = threading.Lock()  # one deletion at a time
         after_fork_in_child(self, Spooling._after_fork)
         self.spool: Spool | None = None
@@ -53,6 +54,7 @@ class Spooling:
         self._lock = threading.Lock()
         self._acking = threading.Lock()
         self._done = []
+        self._back = []
 
     def keep(self, items: Sequence[Pending]) -> int:
         """Put ``items`` into the spool (those taken from it go back); return how many it holds
@@ -91,24 +93,36 @@ class Spooling:
             items.append(item)
         return items
 
-    def done(self, item: Pending, *, now: bool = False) -> None:
-        """``item`` (from the spool) was answered: delete it, in a batch (``now``: at once)."""
-        if item.spool_id is None:
-            return
-        with self._lock:
-            self._done.append(item.spool_id)
-            if len(self._done) < _ACK_BATCH and not now:
-                return
-        self.flush()
+    def done(self, item: Pending) -> None:
+        """``item`` (from the spool) was answered: it is deleted with the next ``flush``."""
+        if item.spool_id is not None:
+            with self._lock:
+                self._done.append(item.spool_id)
+
+    def back(self, item: Pending) -> None:
+        """``item`` (from the spool) failed: it goes back with the next ``flush``, for a later
+        look (not at once)."""
+        if item.spool_id is not None:
+            with self._lock:
+                self._back.append(item.spool_id)
+            self._next_look = self._clock() + _LOOK_AGAIN
+
+    def due(self) -> bool:
+        """Whether enough answers were gathered to be worth a ``flush`` now."""
+        return len(self._done) + len(self._back) >= _ACK_BATCH
 
     def flush(self) -> None:
-        """Delete the answered calls gathered so far (when it returns, they are deleted, also
-        those another thread was deleting)."""
+        """Delete the answered calls gathered so far and give back the failed ones (when it
+        returns, they are, also those another thread was writing)."""
         with self._acking:
             with self._lock:
-                ids, self._done = self._done, []
-            if ids and self.spool is not None:
-                self.spool.ack(ids)
+                done, self._done = self._done, []
+                back, self._back = self._back, []
+            if self.spool is not None:
+                if done:
+                    self.spool.ack(done)
+                if back:
+                    self.spool.release(back)
 
     def may_hold_calls(self) -> bool:
         """Cheaply: whether a look in the spool is due and could find calls (its file exists)."""

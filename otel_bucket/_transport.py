@@ -42,6 +42,7 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 BODY_LIMIT = 1024  # bytes of an answer's body we read at most; the rest is never read
+_IDLE_CHECK = 1.0  # seconds idle after which a kept-alive connection is checked before use
 
 _URLLIB3_2 = version("urllib3").startswith("2.")  # 1.x builds TLS connections differently
 _request = http.client.HTTPConnection.request
@@ -224,7 +225,11 @@ class DirectTransport:
         sock = conn.sock
         reused = sock is not None
         if reused:
-            if urllib3.util.wait_for_read(sock, timeout=0.0):  # closed by the server while idle
+            # Closed by the server while idle? Only worth a look after a pause: no server closes
+            # a keep-alive connection within a second of an answer (and a request that finds it
+            # closed anyway is sent once more on a fresh one, below).
+            idle = time.monotonic() - getattr(conn, "otel_bucket_used", 0.0) > _IDLE_CHECK
+            if idle and urllib3.util.wait_for_read(sock, timeout=0.0):
                 conn.close()
                 reused = False
             else:
@@ -241,6 +246,7 @@ class DirectTransport:
             _request(conn, "POST", self._targets[method], body, self._headers)
             response = _getresponse(conn)
         status = response.status
+        conn.otel_bucket_used = time.monotonic()
         try:
             data = response.read(BODY_LIMIT)
         except Exception:  # the body broke off or dripped past the deadline: the status counts
