@@ -100,13 +100,12 @@ class Books(Protocol):
 
 
 class _Attempt:
-    __slots__ = ("busy", "item", "probe", "spawn", "ticket", "took")
+    __slots__ = ("item", "probe", "spawn", "ticket", "took")
 
-    def __init__(self, item: Pending, probe: bool, ticket: int, busy: bool, spawn: int) -> None:
+    def __init__(self, item: Pending, probe: bool, ticket: int, spawn: int) -> None:
         self.item = item
         self.probe = probe
         self.ticket = ticket
-        self.busy = busy
         self.spawn = spawn  # more senders to start: calls are ready and no sender is idle
         self.took = 0.0  # seconds the answer took
 
@@ -423,10 +422,8 @@ class Dispatcher:
         probe = admissions[item.method][0] is Admission.PROBE
         if probe:
             self._gate.admit(item.method, take_probe=True)
-        limit = limits[item.method]
-        busy = in_flight[item.method] >= int(limit.limit)
         spawn = self._wake(queue.ready) if queue.ready else 0
-        return _Attempt(item, probe, limit.start(), busy, spawn)
+        return _Attempt(item, probe, limits[item.method].start(), spawn)
 
     def _probe_order(self) -> list[str]:
         """The methods, the next one to probe first (a down endpoint is probed with each in
@@ -528,15 +525,19 @@ class Dispatcher:
             if answer.status is not None:
                 self.latency.observe(attempt.took)
             overload = is_overload(answer.status, answer.timed_out)
-            self._limits[item.method].answered(attempt.ticket, overload=overload, busy=attempt.busy)
+            # The limit grows only while calls of the method wait for a slot (it holds them back).
+            waiting = self.queue.has_ready(item.method)
+            self._limits[item.method].answered(attempt.ticket, overload=overload, busy=waiting)
             item.attempts += 1
             if outcome is not Outcome.DELIVERED and outcome is not Outcome.UNSENDABLE:
                 item.last = answer
             if outcome is Outcome.FAILED:
-                outcome = self._retry_or_settle(item)
+                outcome = self._retry_or_settle(item, answer)
             merged = self.queue.merge_into_newer(item) if outcome is Outcome.FAILED else None
             if merged is not None:
                 outcome, freed = Outcome.MERGED, merged
+            elif outcome is Outcome.FAILED and self._horizon is not None:
+                freed = self.queue.retry_at(item, self._clock.monotonic())  # at once
             elif outcome is Outcome.FAILED:
                 freed = self.queue.retry_at(item, self._next_try(item, answer))
             else:
@@ -558,11 +559,15 @@ class Dispatcher:
         self._start(start)
         self._books.tidy()
 
-    def _retry_or_settle(self, item: Pending) -> Outcome:
+    def _retry_or_settle(self, item: Pending, answer: Answer) -> Outcome:
         if item.charged >= MAX_OWN_FAILURES:
             return Outcome.GIVEN_UP
-        if self._closed or self._horizon is not None:  # the drain's one chance was taken
+        if self._closed:
             return Outcome.LEFT
+        if self._horizon is not None:  # draining: one chance, no backoff waited for...
+            hiccup = answer.status is None and not answer.unreachable
+            if not hiccup:  # ... but a connection reset or closed mid-way is tried again now
+                return Outcome.LEFT
         if item.spool_id is not None:
             return Outcome.RETURNED
         return Outcome.FAILED

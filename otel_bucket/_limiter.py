@@ -6,7 +6,7 @@ TCP runs its window (additive increase, multiplicative decrease): it doubles per
 while every slot is busy (slow start), then grows by one per round trip, and halves on a sign of
 overload (429, 503, 504, no answer in time), at most once per round of calls in flight. A method
 the endpoint fails (``/user`` answering 503) slows only itself. The limit grows only while it is
-what holds calls back, so a quiet service keeps few connections open.
+what holds calls back (calls wait for a slot), so a quiet service keeps few connections open.
 
 A second bound follows the latency: against an endpoint that answers in a fraction of a
 millisecond, more threads only take turns at the GIL, so no more calls are kept in flight than
@@ -50,8 +50,8 @@ class Limiter:
         return self._started
 
     def answered(self, ticket: int, *, overload: bool, busy: bool) -> None:
-        """An attempt ended; ``busy``: every slot was taken when it started (the limit was
-        what held calls back)."""
+        """An attempt ended; ``busy``: calls of the method wait for a slot now (the limit is
+        what holds them back)."""
         if overload:
             if ticket > self._cut_after:  # one cut per round of calls in flight
                 self._threshold = max(self.limit / 2, 1.0)

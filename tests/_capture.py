@@ -88,6 +88,7 @@ class CaptureServer:
 
         class Server(ThreadingHTTPServer):
             daemon_threads = True
+            request_queue_size = 128  # as real servers: many clients may connect at once
 
             def handle_error(self, request: Any, client_address: Any) -> None:
                 pass  # clients that give up (timeouts, shutdown) are part of the tests

@@ -157,3 +157,45 @@ def test_a_spool_row_with_an_unknown_method_is_dropped_and_counted(
     assert balanced(stats)
     assert sorted(r.json["event"] for r in server.requests) == [f"E{i}" for i in range(10)]
     assert Spool(path, endpoint=server.url).info().total == 0
+
+
+def test_exiting_with_the_endpoint_down_says_nothing_of_a_retry(
+    made: list[BucketSpanExporter], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Exiting while the endpoint answers 503: no "wait for a retry" line (no retry will come),
+    and the exit line's count is the calls the spool kept."""
+    hostile = HostileServer(lambda r: Act(503))
+    try:
+        exporter = build(made, hostile.url, spool_dir=tmp_path, timeout=1)
+        spans = make_spans(*[{"enduser.id": f"u{i}", "bucket.event": "E"} for i in range(50)])
+        with caplog.at_level(logging.WARNING, logger="otel_bucket"):
+            exporter.submit(spans)
+            exporter.shutdown()
+    finally:
+        hostile.close()
+    lines = [r.getMessage() for r in caplog.records]
+    assert not any("retry" in line for line in lines), lines
+    kept = [line for line in lines if "kept" in line]
+    assert len(kept) == 1 and numbers(r"kept (\d+) undelivered", kept[0]) == [100]
+    assert exporter.stats.spooled == 100 and balanced(exporter.stats)
+
+
+def test_a_drain_out_of_time_says_so_not_that_the_endpoint_did_not_answer(
+    made: list[BucketSpanExporter], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The endpoint answers every call in 0.2 s, but the drain has 0.5 s for 400 calls: the
+    exit line blames the drain's own time (and names the endpoint's pace), never "no answer
+    before the deadline"."""
+    hostile = HostileServer(lambda r: Act(delay=0.2))
+    try:
+        exporter = build(made, hostile.url, timeout=5, max_concurrency=4)
+        spans = make_spans(*[{"enduser.id": "u", "bucket.event": f"E{i}"} for i in range(400)])
+        with caplog.at_level(logging.ERROR, logger="otel_bucket"):
+            exporter.submit(spans)
+            exporter.shutdown_within(0.5)
+    finally:
+        hostile.close()
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1, errors
+    assert "drain's time ran out" in errors[0] and "0.2" in errors[0]
+    assert "no answer before the deadline" not in errors[0]
