@@ -148,6 +148,7 @@ class Dispatcher:
         self._threads = 0
         self._idle = 0
         self._timekeeper = False
+        self._keeper_wake = 0.0  # when the timekeeper wakes by itself (on the clock)
         self._callers = 0
         self._refilling = False
         self._probe_turn = itertools.cycle(METHODS)
@@ -302,7 +303,8 @@ class Dispatcher:
     def _wake(self, ready: int) -> int:
         """With the lock held: wake idle senders for ``ready`` calls, as many as may go now;
         return how many more threads to start."""
-        self._tick.notify()  # times may have changed: the timekeeper looks again
+        if self._timekeeper and self._sooner():
+            self._tick.notify()  # something is due before it wakes: it looks again
         ready = min(ready, self._free_slots())
         waking = min(ready, self._idle - (1 if self._timekeeper else 0))
         if waking > 0:
@@ -363,6 +365,18 @@ class Dispatcher:
             idle_since, told = None, False
             self._act(action)
 
+    def _sooner(self) -> bool:
+        """With the lock held: whether something may be due before the timekeeper wakes (a
+        backoff, an event's wait, the spool; whenever the endpoint erred, it looks again)."""
+        wake = self._keeper_wake
+        if not self._gate.clear(self._clock.monotonic()):
+            return True
+        due = self.queue.next_due()
+        if due is not None and due < wake:
+            return True
+        look = self._books.may_refill() if self._horizon is None else None
+        return look is not None and look < wake
+
     def _needs_timekeeper(self) -> bool:
         return self._threads == 1 and (len(self.queue) > 0 or self._books.may_refill() is not None)
 
@@ -372,9 +386,11 @@ class Dispatcher:
         timeout = _RETIRE
         if keeper:
             self._timekeeper = True
+            now = self._clock.monotonic()
             wake_at = self._next_event()
             if wake_at is not None:
-                timeout = min(max(wake_at - self._clock.monotonic(), 0.0), _RETIRE)
+                timeout = min(max(wake_at - now, 0.0), _RETIRE)
+            self._keeper_wake = now + timeout
         self._idle += 1
         try:
             (self._tick if keeper else self._work).wait(timeout)
@@ -405,13 +421,19 @@ class Dispatcher:
             return None  # it could not be answered before the drain ends
         if queue.flying >= min(self._ceiling, self.latency.useful_in_flight()):
             return None
+        limits = self._limits
+        in_flight = queue.in_flight
+        if self._gate.clear(now):  # every method open, none erring: no probe, oldest first
+            item = queue.take(lambda method: limits[method].allows(in_flight[method]), None)
+            if item is None:
+                return None
+            spawn = self._wake(queue.ready) if queue.ready else 0
+            return _Attempt(item, False, limits[item.method].start(), spawn)
         admissions = self._admissions()
         open_ = {m for m, (a, _) in admissions.items() if a in (Admission.OPEN, Admission.PROBE)}
         if not open_:
             return None
         probing = [m for m in open_ if admissions[m][0] is Admission.PROBE]
-        limits = self._limits
-        in_flight = queue.in_flight
         item = queue.take(
             lambda method: method in open_ and limits[method].allows(in_flight[method]),
             next(m for m in self._probe_order() if m in probing) if probing else None,
@@ -523,7 +545,7 @@ class Dispatcher:
                 return
             self.queue.landed(item)
             if answer.status is not None:
-                self.latency.observe(attempt.took)
+                self.latency.observe(attempt.took, delivered=outcome is Outcome.DELIVERED)
             overload = is_overload(answer.status, answer.timed_out)
             # The limit grows only while calls of the method wait for a slot (it holds them back).
             waiting = self.queue.has_ready(item.method)

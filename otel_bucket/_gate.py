@@ -75,6 +75,7 @@ class Gate:
         self._delay = _FIRST_PROBE_DELAY
         self._not_before = 0.0
         self._last_delivery = float("-inf")
+        self._troubled: set[str] = set()  # methods (and "" the endpoint) with errors since
         self.last_error = ""  # the cause of the last attempt that failed
 
     def _method(self, method: str) -> _Health:
@@ -121,6 +122,11 @@ class Gate:
                 return dict.fromkeys(methods, self._endpoint.admit(now, False))
             return {method: self._method(method).admit(now, False) for method in methods}
 
+    def clear(self, now: float) -> bool:
+        """Whether every method may go now and none erred lately (every ``admit`` says OPEN,
+        no ``erring``): the common case, answered without the lock."""
+        return not self._troubled and now >= self._not_before
+
     def not_before(self) -> float:
         """When the endpoint may be called again at the earliest (0 when it may now)."""
         return self._not_before
@@ -142,6 +148,8 @@ class Gate:
                     state.last_answer = now
                     state.down = False
                 self._delay = _FIRST_PROBE_DELAY
+                self._troubled.discard(method)
+                self._troubled.discard("")
                 if kind is Verdict.DELIVERED:
                     self._last_delivery = now
                 return False
@@ -150,6 +158,7 @@ class Gate:
             if wait is not None and wait >= BACKOFF_BASE:  # shorter: each call's backoff covers it
                 self._not_before = max(self._not_before, now + wait)
             if answer.unreachable:
+                self._troubled.add("")
                 self._endpoint.failures += 1
                 if self._endpoint.down and probe:  # a failed probe: wait longer next time
                     self._delay = min(self._delay * 2, _MAX_PROBE_DELAY)
@@ -158,6 +167,7 @@ class Gate:
                 return not was
             if answer.status is None:  # no HTTP answer (a connection dropped): the endpoint's
                 health = self._endpoint
+            self._troubled.add("" if health is self._endpoint else method)
             health.failures += 1
             failing = health.failures >= max(_TRIP, 2 * in_flight)
             if (failing and now - health.last_answer >= _QUIET) or (health.down and probe):

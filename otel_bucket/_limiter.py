@@ -10,7 +10,11 @@ what holds calls back (calls wait for a slot), so a quiet service keeps few conn
 
 A second bound follows the latency: against an endpoint that answers in a fraction of a
 millisecond, more threads only take turns at the GIL, so no more calls are kept in flight than
-the latency can hide (one per ``CPU_PER_CALL`` of it).
+the latency can hide (one per ``CPU_PER_CALL`` of it). That latency is the endpoint's own: the
+quickest delivered answer of recent calls, not their mean. Answer times measured from a sender
+thread include its wait for the GIL and the endpoint's queue, which grow with the calls in
+flight: bounded by the mean, a loopback endpoint (or a busy one) would let more calls go the
+slower each became, more threads making each slower still.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ __all__ = ["INITIAL_LIMIT", "Latency", "Limiter", "is_overload"]
 
 INITIAL_LIMIT = 8  # calls in flight per method before anything is known
 CPU_PER_CALL = 0.00025  # seconds of our own work per call: what one more call in flight hides
+MIN_IN_FLIGHT = 2  # the bound never goes below it
 _OVERLOAD = frozenset({429, 503, 504})
 
 
@@ -64,15 +69,32 @@ class Limiter:
 
 
 class Latency:
-    """Smoothed answer time and its spread (as TCP estimates a round trip)."""
+    """Smoothed answer time and its spread (as TCP estimates a round trip), and the quickest
+    delivered answer of the last ``WINDOW`` to ``2 * WINDOW`` of them (the endpoint's own
+    latency, without the queues in front of it)."""
 
-    __slots__ = ("_spread", "mean")
+    __slots__ = ("_count", "_low", "_low_before", "_spread", "_useful", "mean")
+
+    WINDOW = 256  # delivered answers per window of the quickest one
 
     def __init__(self) -> None:
         self.mean: float | None = None
         self._spread = 0.0
+        self._low = math.inf  # the quickest delivered answer of this window
+        self._low_before = math.inf  # ... and of the window before
+        self._count = 0
+        self._useful = 1 << 30  # nothing known yet: no bound
 
-    def observe(self, seconds: float) -> None:
+    def observe(self, seconds: float, *, delivered: bool = True) -> None:
+        """An answer took ``seconds``; ``delivered``: the endpoint did the call's work (a quick
+        ``503`` says nothing of how long a call takes)."""
+        if delivered:
+            self._low = min(self._low, seconds)
+            self._count += 1
+            if self._count >= self.WINDOW:
+                self._low_before, self._low, self._count = self._low, math.inf, 0
+            low = min(self._low, self._low_before)
+            self._useful = max(MIN_IN_FLIGHT, math.ceil(low / CPU_PER_CALL))
         if self.mean is None:
             self.mean, self._spread = seconds, seconds / 2
             return
@@ -84,7 +106,5 @@ class Latency:
         return 0.0 if self.mean is None else self.mean + 4 * self._spread
 
     def useful_in_flight(self) -> int:
-        """Calls in flight that the latency can hide."""
-        if self.mean is None:
-            return 1 << 30
-        return max(2, math.ceil(self.mean / CPU_PER_CALL))
+        """Calls in flight that the endpoint's own latency can hide."""
+        return self._useful

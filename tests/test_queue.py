@@ -217,7 +217,26 @@ def test_latency_bounds_calls_in_flight_to_what_it_can_hide() -> None:
     for _ in range(50):
         latency.observe(0.0003)
     assert latency.useful_in_flight() == 2
-    for _ in range(100):
+    for _ in range(2 * Latency.WINDOW):  # the endpoint moved away: two windows later it shows
         latency.observe(0.050)
     assert latency.useful_in_flight() >= 100
     assert 0.05 <= latency.expected() < 0.2
+
+
+def test_latency_bound_is_the_endpoints_own_not_the_queue_in_front_of_it() -> None:
+    """Answers that slow down as calls pile up (a loopback server, the GIL) do not let more
+    calls go: the bound follows the quickest recent answer, so it cannot feed itself. A quick
+    error says nothing of the endpoint's latency."""
+    latency = Latency()
+    for took in (0.0004, 0.0003):
+        latency.observe(took)
+    for i in range(Latency.WINDOW):  # queueing: each answer slower than the last
+        latency.observe(0.001 + i * 0.0005)
+    assert latency.mean is not None and latency.mean > 0.05
+    assert latency.useful_in_flight() == 2
+    far = Latency()
+    for _ in range(10):
+        far.observe(0.050)
+    for _ in range(3 * Latency.WINDOW):
+        far.observe(0.0001, delivered=False)  # 503s at once
+    assert far.useful_in_flight() >= 100
