@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from otel_bucket.export._mapping import Call
+from otel_bucket.ground._call import Call
 from otel_bucket.spool._spool import Spool
 
 CALLS = 20_000

@@ -13,7 +13,7 @@ import signal
 import sqlite3
 import sys
 
-from otel_bucket.export._mapping import Call
+from otel_bucket.ground._call import Call
 from otel_bucket.spool._spool import Spool
 
 

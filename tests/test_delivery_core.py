@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from otel_bucket import BucketSpanExporter
-from otel_bucket.export._mapping import Call
+from otel_bucket.ground._call import Call
 from otel_bucket.spool._spool import Spool
 from otel_bucket.spool._spool_paths import spool_path
 from tests._capture import CaptureServer, Reply

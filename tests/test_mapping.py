@@ -16,7 +16,8 @@ from otel_bucket import (
     USER_ID,
 )
 from otel_bucket.devserver._schema import validate_call
-from otel_bucket.export._mapping import format_timestamp, plan_calls
+from otel_bucket.export._mapping import plan_calls
+from otel_bucket.ground._call import format_timestamp
 from tests._spans import make_spans, payloads
 
 T0 = 1_795_788_185_123_456_789  # 2026-11-27T14:03:05.123456789Z

@@ -231,7 +231,7 @@ def test_sigterm_delivers_every_event_once_to_a_distant_endpoint(tmp_path: Path)
 def test_a_restarted_bridge_sends_its_spool_while_idle(tmp_path: Path) -> None:
     """A bridge started on a spool that holds calls (left by an earlier process) sends them
     all, once, with no traffic at all: spooled calls are waiting calls."""
-    from otel_bucket.export._mapping import Call
+    from otel_bucket.ground._call import Call
     from otel_bucket.spool._spool import Spool
     from otel_bucket.spool._spool_paths import spool_path
     from tests._bridge import KEY as BRIDGE_KEY

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from otel_bucket.export._mapping import Call
+from otel_bucket.ground._call import Call
 from otel_bucket.ground._config import (
     DEFAULT_MAX_AGE,
     DEFAULT_MAX_BYTES,

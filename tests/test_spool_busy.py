@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from otel_bucket.export._mapping import Call
+from otel_bucket.ground._call import Call
 from otel_bucket.spool._spool import Spool
 from otel_bucket.spool._spool_log import BUSY_BOUND, SpoolLog
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from otel_bucket.export._mapping import Call
+from otel_bucket.ground._call import Call
 from otel_bucket.spool._spool import Spool
 from tests._running import Running, child_env, python, run
 

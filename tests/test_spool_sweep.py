@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from otel_bucket import BucketSpanExporter
-from otel_bucket.export._mapping import Call
+from otel_bucket.ground._call import Call
 from otel_bucket.spool._spool import Spool
 from otel_bucket.spool._spool_info import read_spool
 from otel_bucket.spool._spool_paths import list_spools, spool_path

@@ -16,17 +16,13 @@ import logging
 import threading
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import Final, Protocol
 
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
 from otel_bucket.ground._fork import after_fork_in_child
-from otel_bucket.instrument._decorator import tracer_version
-
-if TYPE_CHECKING:
-    from otel_bucket.export._filter import Filtered
-    from otel_bucket.export._mapping import Plan
+from otel_bucket.ground._version import tracer_version
 
 __all__ = ["METER_NAME", "OUTCOMES", "Recorder", "check_meter_provider"]
 
@@ -61,6 +57,28 @@ _FAILED: Final = {"error.type": "undelivered"}
 class _Counted(Protocol):
     @property
     def method(self) -> str: ...
+
+
+class _Plan(Protocol):
+    """What the books read of an export's mapping (``export._mapping.Plan``)."""
+
+    @property
+    def dropped_events(self) -> int: ...
+    @property
+    def anonymous_events(self) -> int: ...
+    @property
+    def skipped_spans(self) -> int: ...
+
+
+class _Kept(Protocol):
+    """What the books read of ``before_send``'s work (``export._filter.Filtered``)."""
+
+    @property
+    def calls(self) -> Sequence[_Counted]: ...
+    @property
+    def filtered(self) -> Sequence[_Counted]: ...
+    @property
+    def failed(self) -> Sequence[_Counted]: ...
 
 
 class _Exporter(Protocol):
@@ -240,7 +258,7 @@ class Recorder:
             for method, count in _by_method(before).items():
                 self.add(outcome, count - left.get(method, 0), method)
 
-    def planned(self, plan: Plan, kept: Filtered, fresh: Sequence[_Counted]) -> None:
+    def planned(self, plan: _Plan, kept: _Kept, fresh: Sequence[_Counted]) -> None:
         """An export's mapping: unusable spans, what ``before_send`` dropped, duplicates."""
         self.add("dropped", plan.dropped_events + plan.anonymous_events, "event")
         self.add("dropped", plan.skipped_spans)  # a span that could not be read: no method

@@ -7,26 +7,16 @@ import logging
 from collections.abc import Callable, Sequence
 
 from otel_bucket.delivery._pending import Pending
-from otel_bucket.delivery._transport import Answer
+from otel_bucket.delivery._retry import describe
 from otel_bucket.ground._redact import clean
 from otel_bucket.ground._throttle import Throttle
 
-__all__ = ["Reporter", "describe"]
+__all__ = ["Reporter"]
 
 _log = logging.getLogger("otel_bucket.export._exporter")
 
 _EVERY = 60.0
 _KEY_REJECTED = frozenset({401, 403, 404})
-
-
-def describe(answer: Answer | None) -> str:
-    """The cause of a failed attempt, for a log line: ``connection refused``, ``HTTP 503: ...``."""
-    if answer is None:
-        return "unknown"
-    if answer.status is None:
-        return answer.error or "no answer"
-    body = clean(answer.body.strip())
-    return f"HTTP {answer.status}: {body}" if body else f"HTTP {answer.status}"
 
 
 class Reporter:

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from otel_bucket.cli._main import _PROG, _is_loopback, _key, _port, _say
+from otel_bucket.cli._common import PROG, is_loopback, parse_key, parse_port, say
 
 __all__ = ["add_bridge_command"]
 
@@ -67,10 +67,13 @@ def add_bridge_command(commands: Any) -> None:
         "--host", default="127.0.0.1", help="address to bind (default: %(default)s)"
     )
     bridge.add_argument(
-        "--port", type=_port, default=_BRIDGE_PORT, help="port; 0 picks one (default: %(default)s)"
+        "--port",
+        type=parse_port,
+        default=_BRIDGE_PORT,
+        help="port; 0 picks one (default: %(default)s)",
     )
     bridge.add_argument(
-        "--key", type=_key, help="the Bucket tracking key (default: $BUCKET_TRACKING_KEY)"
+        "--key", type=parse_key, help="the Bucket tracking key (default: $BUCKET_TRACKING_KEY)"
     )
     bridge.add_argument(
         "--listen-key",
@@ -157,7 +160,7 @@ def _more_files(connections: int) -> None:
 
 
 def _bridge_error(message: object) -> int:
-    print(f"{_PROG} bridge: error: {message}", file=sys.stderr, flush=True)
+    print(f"{PROG} bridge: error: {message}", file=sys.stderr, flush=True)
     return 2
 
 
@@ -199,16 +202,16 @@ def _run_bridge(args: argparse.Namespace) -> int:
         return _bridge_error(exc)
     stop = threading.Event()
     with _stop_on_signals(stop):
-        _say(f"otel-bucket bridge listening on {bridge.url}/v1/traces")
-        _say(f"  sending to {exporter.settings.endpoint}; health: {bridge.url}/health")
-        if bridge.listen_key is None and not _is_loopback(args.host):
-            _say(f"  note: {args.host} is not loopback and no --listen-key is set")
+        say(f"otel-bucket bridge listening on {bridge.url}/v1/traces")
+        say(f"  sending to {exporter.settings.endpoint}; health: {bridge.url}/health")
+        if bridge.listen_key is None and not is_loopback(args.host):
+            say(f"  note: {args.host} is not loopback and no --listen-key is set")
         while not stop.wait(0.5):  # a timed wait, so signals are handled promptly everywhere
             pass
-        _say("otel-bucket bridge stopping: exporting what is queued ...")
+        say("otel-bucket bridge stopping: exporting what is queued ...")
         bridge.stop()
     calls = bridge.stats()["exporter"]
-    _say(
+    say(
         f"otel-bucket bridge stopped: {calls['delivered']} call(s) delivered, "
         f"{calls['spooled']} spooled, {calls['undelivered']} lost"
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ipaddress
 import signal
 import sys
 import threading
@@ -14,9 +13,9 @@ from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
-__all__ = ["main"]
+from otel_bucket.cli._common import PROG, is_loopback, parse_key, parse_port, say
 
-_PROG = "otel-bucket"
+__all__ = ["main"]
 
 
 def _version() -> str:
@@ -26,25 +25,11 @@ def _version() -> str:
         return "unknown"
 
 
-def _say(line: str = "") -> None:
-    print(line, flush=True)
-
-
 class _Parser(argparse.ArgumentParser):
     """Usage errors are one line on stderr and exit code 2, as the devserver's own errors."""
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be from 0 to 65535, got {port}")
-    return port
 
 
 def _rate(text: str) -> float:
@@ -57,22 +42,16 @@ def _rate(text: str) -> float:
     return rate
 
 
-def _key(text: str) -> str:
-    if not text.strip() or "/" in text:
-        raise argparse.ArgumentTypeError(f"not a tracking key: {text!r}")
-    return text
-
-
 def _build_parser() -> _Parser:
     from otel_bucket.devserver import DEFAULT_DB, DEFAULT_PORT
 
     parser = _Parser(
-        prog=_PROG,
+        prog=PROG,
         description="Tools for otel-bucket, which turns OpenTelemetry spans into Bucket "
         "product analytics: a local Tracking API to develop against, a demo, and a view of the "
         "durable spool.",
     )
-    parser.add_argument("--version", action="version", version=f"{_PROG} {_version()}")
+    parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     devserver = commands.add_parser(
@@ -87,7 +66,10 @@ def _build_parser() -> _Parser:
         "--host", default="127.0.0.1", help="address to bind (default: %(default)s)"
     )
     devserver.add_argument(
-        "--port", type=_port, default=DEFAULT_PORT, help="port; 0 picks one (default: %(default)s)"
+        "--port",
+        type=parse_port,
+        default=DEFAULT_PORT,
+        help="port; 0 picks one (default: %(default)s)",
     )
     devserver.add_argument(
         "--db",
@@ -97,7 +79,7 @@ def _build_parser() -> _Parser:
         help="SQLite file, kept across restarts (default: %(default)s)",
     )
     devserver.add_argument(
-        "--key", type=_key, help="accept only this tracking key; others get 404 (default: any)"
+        "--key", type=parse_key, help="accept only this tracking key; others get 404 (default: any)"
     )
     devserver.add_argument(
         "--fail-rate",
@@ -151,13 +133,6 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
 def _run_devserver(args: argparse.Namespace) -> int:
     from otel_bucket.devserver import DevServer, DevServerError, format_line
 
@@ -168,31 +143,31 @@ def _run_devserver(args: argparse.Namespace) -> int:
         tracking_key=args.key,
         fail_rate=args.fail_rate,
         seed=args.seed,
-        on_call=None if args.quiet else lambda call: _say(format_line(call)),
+        on_call=None if args.quiet else lambda call: say(format_line(call)),
     )
     try:
         server.start()
     except DevServerError as exc:
-        print(f"{_PROG} devserver: error: {exc}", file=sys.stderr, flush=True)
+        print(f"{PROG} devserver: error: {exc}", file=sys.stderr, flush=True)
         return 2
     with _sigterm_as_interrupt():
         try:
-            _say(f"otel-bucket devserver listening on {server.url}  (database: {args.db})")
-            _say(f"  page: {server.url}/   JSON: {server.url}/api/calls")
-            _say(f"  use:  BUCKET_ENDPOINT={server.url} BUCKET_TRACKING_KEY={args.key or 'dev'}")
+            say(f"otel-bucket devserver listening on {server.url}  (database: {args.db})")
+            say(f"  page: {server.url}/   JSON: {server.url}/api/calls")
+            say(f"  use:  BUCKET_ENDPOINT={server.url} BUCKET_TRACKING_KEY={args.key or 'dev'}")
             if args.key:
-                _say("  only the tracking key given with --key is accepted; others get 404")
+                say("  only the tracking key given with --key is accepted; others get 404")
             if args.fail_rate:
-                _say(f"  answering {args.fail_rate:.0%} of valid calls with 500 (--fail-rate)")
-            if not _is_loopback(args.host):
-                _say(f"  note: {args.host} is not loopback; other machines can reach this server")
-            _say("Press Ctrl-C to stop.")
+                say(f"  answering {args.fail_rate:.0%} of valid calls with 500 (--fail-rate)")
+            if not is_loopback(args.host):
+                say(f"  note: {args.host} is not loopback; other machines can reach this server")
+            say("Press Ctrl-C to stop.")
             server.wait()
         except KeyboardInterrupt:
             pass
         finally:
             server.stop()
-    _say("otel-bucket devserver stopped.")
+    say("otel-bucket devserver stopped.")
     return 0
 
 
@@ -201,7 +176,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 
     with _sigterm_as_interrupt():
         try:
-            return run_demo(_say, verbose=not args.quiet, serve=args.serve)
+            return run_demo(say, verbose=not args.quiet, serve=args.serve)
         except KeyboardInterrupt:
             return 130
 

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from otel_bucket.cli._main import _say
+from otel_bucket.cli._common import say
 
 __all__ = ["add_spool_command"]
 
@@ -77,7 +77,7 @@ def _size(size: int) -> str:
 
 
 def _when(seconds: float | None) -> str:
-    from otel_bucket.export._mapping import utc_iso
+    from otel_bucket.ground._call import utc_iso
 
     return "-" if seconds is None else utc_iso(datetime.fromtimestamp(seconds, timezone.utc))
 
@@ -105,7 +105,7 @@ def _run_spool(args: argparse.Namespace) -> int:
 
     directory = args.dir if args.dir is not None else resolve_spool_dir()
     if directory is None:
-        _say("The spool is off (BUCKET_SPOOL_DIR=off).")
+        say("The spool is off (BUCKET_SPOOL_DIR=off).")
         return 0
     if args.action == "flush":
         return _flush(directory)
@@ -123,53 +123,53 @@ def _show(directory: Path, max_age: float) -> int:
 
     files = list_spools(directory)
     if not files:
-        _say(f"No spool files in {directory}.")
+        say(f"No spool files in {directory}.")
     else:
-        _say(f"Spool directory: {directory}")
+        say(f"Spool directory: {directory}")
     reason = untrusted(Path(directory))
     if reason is not None:
-        _say(f"Not used: {reason}. Processes turn their spool off here (one warning each).")
+        say(f"Not used: {reason}. Processes turn their spool off here (one warning each).")
     unreadable = calls = stale = empty = 0
     for path in files:
         try:
             info = read_spool(path, max_age)
         except (ValueError, OSError, sqlite3.Error) as exc:
-            _say(f"{path.name}: cannot read it: {exc}")
+            say(f"{path.name}: cannot read it: {exc}")
             unreadable += 1
             continue
         calls += info.total
         stale += info.expired
-        _say(f"{path.name}  {info.endpoint or '(endpoint not recorded)'}")
+        say(f"{path.name}  {info.endpoint or '(endpoint not recorded)'}")
         if not info.total:
             empty += 1
-            _say(f"  empty, {_size(info.size)} on disk")
+            say(f"  empty, {_size(info.size)} on disk")
             continue
         methods = ", ".join(f"{n} {m}" for m, n in sorted(info.calls.items(), key=_phase))
         sending = f" ({info.leased} being sent)" if info.leased else ""
-        _say(f"  {info.total} call(s): {methods}{sending}")
+        say(f"  {info.total} call(s): {methods}{sending}")
         spooled = _span(_when(info.oldest), _when(info.newest))
         if info.made_first and info.made_last:
-            _say(f"  made {_span(info.made_first, info.made_last)}, spooled {spooled}")
+            say(f"  made {_span(info.made_first, info.made_last)}, spooled {spooled}")
         else:
-            _say(f"  spooled {spooled}")
-        _say(f"  {_size(info.size)} on disk")
+            say(f"  spooled {spooled}")
+        say(f"  {_size(info.size)} on disk")
         if info.expired:
             everything = "all " if info.expired == info.total else ""
-            _say(
+            say(
                 f"  stale: {everything}{info.expired} call(s) spooled more than "
                 f"{_duration(info.max_age or max_age)} ago will never be sent"
             )
     if files:
-        _say(f"{len(files)} spool file(s), {calls - stale} call(s) waiting.")
+        say(f"{len(files)} spool file(s), {calls - stale} call(s) waiting.")
     if stale or empty:
-        _say(
+        say(
             f"{stale} stale call(s) and {empty} empty file(s): `otel-bucket spool prune` deletes "
             "the calls older than their spool's age limit (or --older-than) and the files left "
             "empty; spools also do it on their own, hourly."
         )
     aside = set_aside_files(Path(directory))
     if aside:
-        _say(f"{len(aside)} damaged or foreign file(s) set aside as *.corrupt-*, never read again.")
+        say(f"{len(aside)} damaged or foreign file(s) set aside as *.corrupt-*, never read again.")
     return 1 if unreadable else 0
 
 
@@ -185,22 +185,22 @@ def _prune(directory: Path, max_age: float, older_than: float | None) -> int:
         own_limits=older_than is None,
         trusted_only=False,
     )
-    _say(f"Spool directory: {directory}" if results or aside else f"No spool files in {directory}.")
+    say(f"Spool directory: {directory}" if results or aside else f"No spool files in {directory}.")
     for result in results:
         name = f"{result.path.name}  {result.endpoint or '(endpoint not recorded)'}"
         if result.skipped is not None:
-            _say(f"{result.path.name}: left alone: {result.skipped}")
+            say(f"{result.path.name}: left alone: {result.skipped}")
         elif result.removed:
-            _say(f"{name}: {result.calls} call(s) deleted, file removed")
+            say(f"{name}: {result.calls} call(s) deleted, file removed")
         elif not result.left:
-            _say(f"{name}: {result.calls} call(s) deleted, empty (kept: a process has it open)")
+            say(f"{name}: {result.calls} call(s) deleted, empty (kept: a process has it open)")
         else:
-            _say(f"{name}: {result.calls} call(s) deleted, {result.left} newer kept")
+            say(f"{name}: {result.calls} call(s) deleted, {result.left} newer kept")
     removed = sum(r.removed for r in results) + len(aside)
     age = (
         "beyond their age limit" if older_than is None else f"more than {_duration(older_than)} ago"
     )
-    _say(
+    say(
         f"Deleted {sum(r.calls for r in results)} call(s) spooled {age} and removed "
         f"{removed} file(s)" + (f" ({len(aside)} set aside as damaged)." if aside else ".")
     )
@@ -240,7 +240,7 @@ def _flush(directory: Path) -> int:
         exporter._drain_spool()
         now = look()
         if now.total and now.leased:
-            _say(
+            say(
                 f"Another process is sending {now.leased} of these call(s); waiting for it "
                 f"(up to {settings.timeout:g} s) ..."
             )
@@ -262,5 +262,5 @@ def _flush(directory: Path) -> int:
     sending = f" ({end.leased} being sent by another process)" if end.leased else ""
     parts.append(f"{end.total} still waiting{sending}")
     expired = f" ({start.expired} too old to send were dropped)" if start.expired else ""
-    _say(f"{before} call(s) were waiting for {settings.endpoint}{expired}: {', '.join(parts)}.")
+    say(f"{before} call(s) were waiting for {settings.endpoint}{expired}: {', '.join(parts)}.")
     return 0 if end.total == end.leased else 1

@@ -17,8 +17,13 @@ import enum
 import threading
 from collections.abc import Callable
 
-from otel_bucket.books._report import describe
-from otel_bucket.delivery._retry import BACKOFF_BASE, Verdict, retry_after_seconds, verdict
+from otel_bucket.delivery._retry import (
+    BACKOFF_BASE,
+    Verdict,
+    describe,
+    retry_after_seconds,
+    verdict,
+)
 from otel_bucket.delivery._transport import Answer
 
 __all__ = ["Admission", "Gate"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from otel_bucket.delivery._transport import Answer
-from otel_bucket.export._mapping import Call
+from otel_bucket.ground._call import Call
 
 __all__ = ["ABANDONED", "BLOCKED", "DELAYED", "DONE", "FLIGHT", "READY", "Pending", "Ticket"]
 

@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 
 from otel_bucket.delivery._pending import ABANDONED, BLOCKED, DELAYED, DONE, FLIGHT, READY, Pending
-from otel_bucket.export._mapping import merge_calls
+from otel_bucket.ground._call import merge_calls
 
 __all__ = ["FRESH", "METHODS", "PATIENCE", "PATIENCE_SECONDS", "RETRIED", "CallQueue"]
 

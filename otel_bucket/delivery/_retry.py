@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 
 from otel_bucket.delivery._transport import Answer
+from otel_bucket.ground._redact import clean
 
 __all__ = [
     "BACKOFF_BASE",
@@ -16,6 +17,7 @@ __all__ = [
     "MAX_RETRY_AFTER",
     "Verdict",
     "backoff",
+    "describe",
     "retry_after_seconds",
     "verdict",
 ]
@@ -72,3 +74,13 @@ def backoff(attempt: int, rng: random.Random) -> float:
     ``BACKOFF_BASE * 2**attempt``, capped at ``BACKOFF_CAP``."""
     ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2.0 ** min(attempt, 16))
     return ceiling * rng.uniform(0.5, 1.0)
+
+
+def describe(answer: Answer | None) -> str:
+    """The cause of a failed attempt, for a log line: ``connection refused``, ``HTTP 503: ...``."""
+    if answer is None:
+        return "unknown"
+    if answer.status is None:
+        return answer.error or "no answer"
+    body = clean(answer.body.strip())
+    return f"HTTP {answer.status}: {body}" if body else f"HTTP {answer.status}"

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from otel_bucket.devserver._store import Store
-from otel_bucket.export._mapping import utc_iso
+from otel_bucket.ground._call import utc_iso
 
 __all__ = ["FEATURES", "MORE_FEATURES", "fill", "sample_calls"]
 

@@ -21,7 +21,7 @@ from otel_bucket.devserver._call_filter import CallFilter, accepted_sql
 from otel_bucket.devserver._masking import mask_key
 from otel_bucket.devserver._schema import parse_timestamp
 from otel_bucket.devserver._tables import install
-from otel_bucket.export._mapping import utc_iso
+from otel_bucket.ground._call import utc_iso
 
 __all__ = ["DEFAULT_DB", "Call", "CallFilter", "Store", "StoreError", "load_stored", "utc_iso"]
 

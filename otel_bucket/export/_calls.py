@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
-from otel_bucket.export._mapping import Call, utc_iso
+from otel_bucket.ground._call import Call, utc_iso
 
 __all__ = ["AttributeValue", "BucketCall", "from_call", "to_call"]
 

@@ -6,7 +6,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 
-from otel_bucket.export._mapping import Call
+from otel_bucket.ground._call import Call
 
 __all__ = ["Deduper"]
 

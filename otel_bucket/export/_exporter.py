@@ -12,7 +12,6 @@ import os
 import threading
 import weakref
 from collections.abc import Sequence
-from importlib.metadata import PackageNotFoundError, version
 from typing import Literal
 
 import requests
@@ -30,12 +29,14 @@ from otel_bucket.delivery._transport import NoTransport, SessionTransport, Trans
 from otel_bucket.export._dedupe import Deduper
 from otel_bucket.export._exporter_books import ExporterBooks
 from otel_bucket.export._filter import BeforeSend, BeforeSendFilter, check_before_send
-from otel_bucket.export._mapping import merge_calls, plan_calls
+from otel_bucket.export._mapping import plan_calls
+from otel_bucket.ground._call import merge_calls
 from otel_bucket.ground._clock import Clock, SystemClock
 from otel_bucket.ground._config import Settings, resolve_settings
 from otel_bucket.ground._fork import after_fork_in_child
 from otel_bucket.ground._redact import forget_secret, redact, register_secret
 from otel_bucket.ground._threads import suppressed_instrumentation
+from otel_bucket.ground._version import VERSION
 from otel_bucket.spool._spool_info import disk_size
 from otel_bucket.spool._spooling import Spooling
 
@@ -45,11 +46,6 @@ _log = logging.getLogger(__name__)
 
 MEMORY_LIMIT = 10_000  # calls held in memory at most; beyond, the oldest go to the spool
 _HIGH_WATER = 0.9  # share of it beyond which a processor waits, when the spool has no room
-
-try:
-    _VERSION = version("otel-bucket")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    _VERSION = "0"
 
 
 def _release(dispatcher: Dispatcher, transport: Transport, key: str) -> None:
@@ -442,7 +438,7 @@ class BucketSpanExporter(ExporterBooks, SpanExporter):
 
     def _new_transport(self) -> Transport:
         s = self._settings
-        headers = {"Content-Type": "application/json", "User-Agent": f"otel-bucket/{_VERSION}"}
+        headers = {"Content-Type": "application/json", "User-Agent": f"otel-bucket/{VERSION}"}
         if self._user_session is not None:
             return SessionTransport(
                 self._user_session, s.endpoint, s.tracking_key, headers, own=False

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from otel_bucket.export._calls import BucketCall, from_call, to_call
-from otel_bucket.export._mapping import Call
+from otel_bucket.ground._call import Call
 from otel_bucket.ground._throttle import Throttle
 
 __all__ = ["BeforeSend", "BeforeSendFilter", "Filtered", "check_before_send"]

@@ -7,7 +7,7 @@ must not push feature spans out of the queue, and spans recorded but not sampled
 behaves the same across SDK versions; the ``OTEL_BSP_*`` variables apply as they do to the SDK's.
 
 Every export runs on the processor's own worker thread: ``force_flush``, ``shutdown`` and the
-drains at a process's end (``_lifecycle``, ``_signals``) hand it a request through a
+drains at a process's end (``lifecycle``) hand it a ``_drains.Request`` through a
 ``queue.SimpleQueue``, whose ``put`` is reentrant, and wait for the answer on a queue of their
 own. So a signal handler that interrupts the main thread anywhere, even inside ``on_end`` or
 inside another wait, never waits for a lock that thread holds.
@@ -27,12 +27,11 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from otel_bucket.export._batching import BatchSettings, resolve_batch_settings
+from otel_bucket.export._drains import PROCESS_ENDS, Request
 from otel_bucket.export._exporter import BucketSpanExporter
 from otel_bucket.ground._fork import after_fork_in_child
 from otel_bucket.ground._threads import refuse_process_signals
 from otel_bucket.instrument._sampling import is_relevant
-from otel_bucket.lifecycle._lifecycle import drain_at_child_exit
-from otel_bucket.lifecycle._reloader import spool_first
 
 __all__ = ["BatchSettings", "BucketSpanProcessor"]
 
@@ -41,39 +40,6 @@ _log = logging.getLogger(__name__)
 _WARN_EVERY: Final = 60.0  # seconds between two "queue full" lines
 _LOOK_FOR_ROOM: Final = 0.05  # seconds between two looks while the exporter's memory is full
 _GRACE: Final = 1.0  # seconds a final drain may overrun its deadline before the caller takes over
-
-
-class _Request:
-    """A flush (or, with ``finish``, the final drain) for the worker, and its answer.
-
-    Each waiter waits on a ``SimpleQueue`` of its own: a signal handler may wait for the same
-    request while the code it interrupted waits for it too (a SIGTERM during the drain at exit),
-    and ``SimpleQueue.get`` is not reentrant (``put`` is: the worker answers there).
-    """
-
-    __slots__ = ("deadline", "finish", "result", "waiters")
-
-    def __init__(self, deadline: float, *, finish: bool) -> None:
-        self.deadline = deadline
-        self.finish = finish
-        self.result: bool | None = None
-        self.waiters: list[queue.SimpleQueue[bool]] = []
-
-    def answer(self, ok: bool) -> None:
-        self.result = ok  # first: a waiter arriving after the loop below reads it
-        for waiter in list(self.waiters):
-            waiter.put(ok)
-
-    def wait(self, timeout: float) -> bool | None:
-        """The answer, or None if it did not come within ``timeout`` seconds."""
-        waiter: queue.SimpleQueue[bool] = queue.SimpleQueue()
-        self.waiters.append(waiter)
-        if self.result is not None:
-            return self.result
-        try:
-            return waiter.get(timeout=max(timeout, 0.0))
-        except queue.Empty:
-            return None
 
 
 class BucketSpanProcessor(SpanProcessor):
@@ -93,7 +59,7 @@ class BucketSpanProcessor(SpanProcessor):
     """
 
     # Set by _start_worker, again in a forked child.
-    _wakeups: queue.SimpleQueue[_Request | None]
+    _wakeups: queue.SimpleQueue[Request | None]
     _signalled: bool
     _worker: threading.Thread
 
@@ -127,7 +93,7 @@ class BucketSpanProcessor(SpanProcessor):
         self._finished = False
         # list.append() and pop() are atomic: the first final drain appended is the one that
         # runs (later ones wait for it), and the first pop shuts the exporter down, once.
-        self._finals: list[_Request] = []
+        self._finals: list[Request] = []
         self._exporter_claim: list[None] = [None]
         self._new_drop_counter()
         self._start_worker()
@@ -194,13 +160,13 @@ class BucketSpanProcessor(SpanProcessor):
         if request is not None:
             self._wait(request)
 
-    def _begin(self, seconds: float, *, finish: bool) -> _Request | None:
+    def _begin(self, seconds: float, *, finish: bool) -> Request | None:
         """Hand a flush, or the final drain, to the worker; the request to wait for.
 
         A flush after the final drain began gets None; a second final drain gets the first
         (a SIGTERM during the drain at exit waits for it instead of ending the process at once).
         """
-        request = _Request(time.monotonic() + seconds, finish=finish)
+        request = Request(time.monotonic() + seconds, finish=finish)
         if finish:
             self._finals.append(request)
             first = self._finals[0]
@@ -219,7 +185,7 @@ class BucketSpanProcessor(SpanProcessor):
             self._wakeups.put(request)
         return request
 
-    def _wait(self, request: _Request) -> bool:
+    def _wait(self, request: Request) -> bool:
         """The worker's answer to ``request``; a final drain past its deadline is taken over."""
         grace = _GRACE if request.finish else 0.0
         ok = request.wait(request.deadline + grace - time.monotonic())
@@ -248,9 +214,9 @@ class BucketSpanProcessor(SpanProcessor):
         if self._closed:
             return
         self._start_worker()
-        drain_at_child_exit(self)
+        PROCESS_ENDS.child_started(self)  # the lifecycle layer drains it at the child's end
 
-    def _work(self, wakeups: queue.SimpleQueue[_Request | None]) -> None:
+    def _work(self, wakeups: queue.SimpleQueue[Request | None]) -> None:
         refuse_process_signals()
         delay = self._settings.schedule_delay_millis / 1000
         while not self._finished:
@@ -259,7 +225,7 @@ class BucketSpanProcessor(SpanProcessor):
             except queue.Empty:
                 first = None
             self._signalled = False  # before reading the queue: a later span wakes us again
-            requests: list[_Request] = []
+            requests: list[Request] = []
             item = first
             while True:
                 # A final drain may come twice (see _begin); one answer is enough.
@@ -274,7 +240,7 @@ class BucketSpanProcessor(SpanProcessor):
             elif self._queue:
                 self._export_queued(len(self._queue), None)
 
-    def _serve(self, requests: list[_Request]) -> None:
+    def _serve(self, requests: list[Request]) -> None:
         """Answer flush requests, or run the final drain; on the worker (or inline)."""
         finals = [request.deadline for request in requests if request.finish]
         # A flush that comes with the final drain must not stretch the drain's deadline.
@@ -325,8 +291,8 @@ class BucketSpanProcessor(SpanProcessor):
                 break
             count -= len(batch)
             try:
-                if spool_first(self._bucket, batch, remaining):
-                    pass  # a reloader's child: to the spool first (see _reloader)
+                if PROCESS_ENDS.spool_first(self._bucket, batch, remaining):
+                    pass  # a reloader's child: to the spool first (see lifecycle._reloader)
                 elif self._bucket is not None:  # queued: its senders send, nothing waits here
                     self._bucket.submit(batch)
                 else:

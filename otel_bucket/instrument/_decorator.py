@@ -22,7 +22,6 @@ from otel_bucket.instrument._event_span import (
     PreparedSpan,
     forget_tracers,
     prefixed,
-    tracer_version,
 )
 from otel_bucket.instrument._runners import (
     record_failure,
@@ -39,7 +38,6 @@ __all__ = [
     "PreparedSpan",
     "feature",
     "forget_tracers",
-    "tracer_version",
 ]
 
 P = ParamSpec("P")

@@ -26,6 +26,7 @@ from otel_bucket.ground._conventions import (
     ENDUSER_ID,
     USER_ID,
 )
+from otel_bucket.ground._version import tracer_version
 from otel_bucket.instrument._identity import IDENTITY_KEY, IDENTITY_VAR, Identity
 from otel_bucket.instrument._limits import attribute_limit, keep_last, report_cut
 from otel_bucket.instrument._runners import record_failure
@@ -39,7 +40,6 @@ __all__ = [
     "forget_tracers",
     "parent_ids",
     "prefixed",
-    "tracer_version",
 ]
 
 TRACER_NAME: Final = "otel_bucket"
@@ -65,13 +65,6 @@ def forget_tracers() -> None:
         states = list(_registry)
     for state in states:
         state.cache = _UNSET
-
-
-def tracer_version() -> str:
-    """The version our tracer reports: the package's."""
-    from otel_bucket import __version__
-
-    return __version__
 
 
 def prefixed(attributes: Mapping[str, AttributeValue]) -> dict[str, AttributeValue]:

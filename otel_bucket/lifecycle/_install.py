@@ -11,7 +11,8 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import Tracer, TracerProvider
 
 from otel_bucket.export._processor import BucketSpanProcessor
-from otel_bucket.instrument._decorator import TRACER_NAME, forget_tracers, tracer_version
+from otel_bucket.ground._version import tracer_version
+from otel_bucket.instrument._decorator import TRACER_NAME, forget_tracers
 from otel_bucket.instrument._sampling import BucketSampler
 from otel_bucket.lifecycle import _lifecycle, _signals
 

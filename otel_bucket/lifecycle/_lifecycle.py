@@ -15,10 +15,10 @@ import math
 import sys
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from otel_bucket.export._processor import BucketSpanProcessor
+from otel_bucket.export._drains import PROCESS_ENDS, Drainable
+from otel_bucket.export._processor import BucketSpanProcessor
 
 __all__ = [
     "at_process_end",
@@ -139,7 +139,7 @@ def _drain(seconds: float | None, *, finish: bool) -> bool:
     return ok
 
 
-def drain_at_child_exit(processor: BucketSpanProcessor) -> None:
+def drain_at_child_exit(processor: Drainable) -> None:
     """In a forked child: drain ``processor`` at the child's end, which skips ``atexit``.
 
     A multiprocessing (or billiard: it shares multiprocessing's registries) child runs its
@@ -154,7 +154,7 @@ def drain_at_child_exit(processor: BucketSpanProcessor) -> None:
     connect_celery()
 
 
-def _finalize_at_exit(processor: BucketSpanProcessor) -> None:
+def _finalize_at_exit(processor: Drainable) -> None:
     import multiprocessing.util
 
     multiprocessing.util.Finalize(
@@ -179,3 +179,6 @@ def _on_worker_process_shutdown(**_: object) -> None:
     # Sent in the pool child itself, whether it ends on warm shutdown, recycling
     # (--max-tasks-per-child, --max-memory-per-child) or a terminate signal.
     drain_at_end("Celery's worker_process_shutdown", finish=True)
+
+
+PROCESS_ENDS.child_started = drain_at_child_exit  # every processor, in every forked child

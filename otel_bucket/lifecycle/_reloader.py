@@ -24,14 +24,13 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from opentelemetry.sdk.trace import ReadableSpan
 
+from otel_bucket.export._drains import PROCESS_ENDS
+from otel_bucket.export._exporter import BucketSpanExporter
 from otel_bucket.lifecycle._lifecycle import installed
-
-if TYPE_CHECKING:
-    from otel_bucket.export._exporter import BucketSpanExporter
 
 __all__ = ["hand_over", "handed_over", "killed_by", "spool_first"]
 
@@ -121,3 +120,6 @@ def hand_over() -> None:
             at_risk,
             instead,
         )
+
+
+PROCESS_ENDS.spool_first = spool_first  # every processor's batches, in a reloader's child

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from otel_bucket.export._mapping import Call
+from otel_bucket.ground._call import Call
 from otel_bucket.ground._config import DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES
 from otel_bucket.ground._fork import after_fork_in_child
 from otel_bucket.spool import _spool_queue as spool_queue

@@ -10,7 +10,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from otel_bucket.export._mapping import Call
+from otel_bucket.ground._call import Call
 
 __all__ = [
     "ROW_OVERHEAD",
