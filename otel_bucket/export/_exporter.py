@@ -27,14 +27,13 @@ from otel_bucket.delivery._gate import Gate
 from otel_bucket.delivery._pending import Pending, Ticket
 from otel_bucket.delivery._transport import NoTransport, SessionTransport, Transport, make_transport
 from otel_bucket.export._dedupe import Deduper
-from otel_bucket.export._exporter_books import ExporterBooks
+from otel_bucket.export._exporter_end import ExporterEnd
 from otel_bucket.export._filter import BeforeSend, BeforeSendFilter, check_before_send
 from otel_bucket.export._mapping import plan_calls
-from otel_bucket.ground._call import merge_calls
 from otel_bucket.ground._clock import Clock, SystemClock
 from otel_bucket.ground._config import Settings, resolve_settings
 from otel_bucket.ground._fork import after_fork_in_child
-from otel_bucket.ground._redact import forget_secret, redact, register_secret
+from otel_bucket.ground._redact import forget_secret, register_secret
 from otel_bucket.ground._threads import suppressed_instrumentation
 from otel_bucket.ground._version import VERSION
 from otel_bucket.spool._spool_info import disk_size
@@ -55,7 +54,7 @@ def _release(dispatcher: Dispatcher, transport: Transport, key: str) -> None:
     forget_secret(key)
 
 
-class BucketSpanExporter(ExporterBooks, SpanExporter):
+class BucketSpanExporter(ExporterEnd, SpanExporter):
     """Sends the Bucket-relevant content of spans to the Bucket Tracking API.
 
     Args:
@@ -229,44 +228,6 @@ class BucketSpanExporter(ExporterBooks, SpanExporter):
         except Exception as exc:
             _log.error("otel-bucket could not keep spans: %s", self._redacted(exc))
 
-    def keep_in_spool(self, spans: Sequence[ReadableSpan] = (), *, last: bool = False) -> int:
-        """Write the calls of ``spans``, and those waiting in memory, to the spool now instead
-        of sending them; return how many calls the spool took. Never raises.
-
-        For a process that may be ended before it could send what it holds (Django's
-        autoreloader kills its child 0.25 s after Ctrl-C): a call is on disk before it is sent
-        (the senders then take it back from the spool, oldest first, and delete it once the API
-        answered), and what this process does not deliver, the next one on the same spool does.
-        Without a spool (turned off, or failing) nothing is written and the calls wait in
-        memory as usual.
-
-        Args:
-            spans: spans whose calls to keep (mapped, filtered and deduplicated as by
-                ``export``).
-            last: the process is about to be ended: also stop sending (calls in flight are
-                still settled; the others stay in the spool) and give back this process's
-                leases on spooled calls, so that the next process may send them at once.
-        """
-        try:
-            waiting = self._dispatcher.withdraw()
-            items = waiting + self._plan(spans)
-            stored = self._spooling.keep(items)
-            if stored:
-                self._stats.add(spooled=stored, undelivered=len(items) - stored)
-                self._metrics.kept(items, stored)
-            elif self._shut_down:
-                self._spool(items, "they were handed over after shutdown")
-            else:
-                self._dispatcher.submit(items)
-            self._dispatcher.settled_left(len(waiting))
-            if last:
-                self._dispatcher.close()
-                self._spooling.close()
-            return stored
-        except Exception as exc:
-            _log.error("otel-bucket could not keep calls in its spool: %s", self._redacted(exc))
-            return 0
-
     def shutdown(self) -> None:
         """Stop: every waiting call gets one last attempt now (backoffs are cut short), then
         what is left goes to the spool; later exports are refused. Safe to call twice and
@@ -326,9 +287,6 @@ class BucketSpanExporter(ExporterBooks, SpanExporter):
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _redacted(self, exc: BaseException) -> str:
-        return redact(f"{type(exc).__name__}: {exc}", self._settings.tracking_key)
-
     def _plan(self, spans: Sequence[ReadableSpan]) -> list[Pending]:
         """Map, filter (``before_send``) and count; return the calls that are not duplicates
         of recent deliveries (user and company calls first)."""
@@ -384,57 +342,6 @@ class BucketSpanExporter(ExporterBooks, SpanExporter):
             if ticket.open == ticket.failed == 0
             else (SpanExportResult.FAILURE)
         )
-
-    def _final(self, deadline: float) -> None:
-        """The last attempts, then the spool for what is left; one line for what was kept and
-        one error line for everything lost that no line reported yet."""
-        send = bool(self._settings.endpoint) and not self._gate.is_down()
-        self._left = []
-        left = self._dispatcher.drain(deadline, send=send)
-        failed, self._left = self._left, None
-        kept = self._collapse(failed + left)
-        stored = self._spool_quietly(kept)
-        self._dispatcher.settled_left(len(left))
-        self._spooling.close()
-        still = {id(item) for item in kept}
-        failed = [item for item in failed if id(item) in still]
-        left = [item for item in left if id(item) in still]
-        refused = sum(1 for item in left if not send or self._gate.is_failing(item.method))
-        self._report.at_exit(
-            kept=stored,
-            lost=len(kept) - stored,
-            failed=len(failed),
-            refused=refused,
-            late=len(left) - refused,
-            cause=self._gate.last_error,
-            spool=str(self._settings.spool_dir) if stored else "",
-            latency=self._dispatcher.latency.mean,
-            spooled=self._stats.snapshot(0).spooled,
-        )
-
-    def _collapse(self, items: list[Pending]) -> list[Pending]:
-        """User and company calls for the same ids merged into the latest (counted as
-        deduplicated), as while they waited; events and spooled calls unchanged."""
-        items.sort(key=lambda item: item.seq)
-        latest: dict[tuple[str, ...], list[Pending]] = {}
-        for item in items:
-            if item.method != "event" and item.spool_id is None:
-                latest.setdefault(item.call.identity, []).append(item)
-        merged = [group for group in latest.values() if len(group) > 1]
-        if not merged:
-            return items
-        gone: set[int] = set()
-        for group in merged:
-            group[-1].replace_call(merge_calls([item.call for item in group])[0])
-            gone.update(id(item) for item in group[:-1])
-        self._count("deduplicated", [item for item in items if id(item) in gone])
-        return [item for item in items if id(item) not in gone]
-
-    def _spool_quietly(self, items: Sequence[Pending]) -> int:
-        stored = self._spooling.keep(items)
-        self._stats.add(spooled=stored, undelivered=len(items) - stored)
-        self._metrics.kept(items, stored)
-        return stored
 
     def _new_transport(self) -> Transport:
         s = self._settings

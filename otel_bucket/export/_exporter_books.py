@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from otel_bucket.books._metrics import Recorder
 from otel_bucket.books._report import Reporter
 from otel_bucket.books._stats import StatsCounter
-from otel_bucket.delivery._dispatch import Outcome
 from otel_bucket.delivery._gate import Gate
+from otel_bucket.delivery._outcome import Outcome
 from otel_bucket.delivery._pending import Pending
 from otel_bucket.delivery._queue import METHODS
 from otel_bucket.export._dedupe import Deduper
