@@ -38,7 +38,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from otel_bucket import BucketSpanExporter
-from otel_bucket._mapping import plan_calls
+from otel_bucket.export._mapping import plan_calls
 
 KEY = "benchmark-key"
 LATENCY = 0.050  # seconds the slow server waits before answering

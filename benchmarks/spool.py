@@ -27,8 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from otel_bucket._mapping import Call
-from otel_bucket._spool import Spool
+from otel_bucket.ground._call import Call
+from otel_bucket.spool._spool import Spool
 
 CALLS = 20_000
 CLAIM = 500

@@ -1,10 +1,11 @@
 """otel-bucket: OpenTelemetry spans become Bucket product analytics."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-from otel_bucket._calls import BucketCall
-from otel_bucket._config import Settings
-from otel_bucket._conventions import (
+from otel_bucket.books._stats import ExporterStats
+from otel_bucket.export._calls import BucketCall
+from otel_bucket.export._exporter import BucketSpanExporter
+from otel_bucket.export._processor import BucketSpanProcessor
+from otel_bucket.ground._config import Settings
+from otel_bucket.ground._conventions import (
     BUCKET_ATTRIBUTES_PREFIX,
     BUCKET_COMPANY_ID,
     BUCKET_COMPANY_PREFIX,
@@ -13,19 +14,14 @@ from otel_bucket._conventions import (
     ENDUSER_ID,
     USER_ID,
 )
-from otel_bucket._decorator import feature
-from otel_bucket._exporter import BucketSpanExporter
-from otel_bucket._identity import identify
-from otel_bucket._install import install
-from otel_bucket._lifecycle import flush
-from otel_bucket._processor import BucketSpanProcessor
-from otel_bucket._stats import ExporterStats
-from otel_bucket._track import set_event_attributes, track
+from otel_bucket.ground._version import VERSION
+from otel_bucket.instrument._decorator import feature
+from otel_bucket.instrument._identity import identify
+from otel_bucket.instrument._track import set_event_attributes, track
+from otel_bucket.lifecycle._install import install
+from otel_bucket.lifecycle._lifecycle import flush
 
-try:
-    __version__ = version("otel-bucket")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0"
+__version__ = VERSION  # from the installed metadata, see ground._version
 
 __all__ = [
     "BUCKET_ATTRIBUTES_PREFIX",

@@ -20,8 +20,8 @@ from typing import Any
 
 from opentelemetry import trace
 
-from otel_bucket._identity import current_identity
-from otel_bucket._middleware import (
+from otel_bucket.instrument._identity import current_identity
+from otel_bucket.instrument._middleware import (
     block_for,
     call_resolver,
     check_resolver,

@@ -23,8 +23,8 @@ from typing import Any, Final
 
 from celery import Celery, signals
 
-from otel_bucket._identity import _Identified, current_identity
-from otel_bucket._middleware import block_for
+from otel_bucket.instrument._identity import _Identified, current_identity
+from otel_bucket.instrument._middleware import block_for
 
 __all__ = ["HEADER", "propagate_identity"]
 

@@ -32,8 +32,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
 from django.utils.module_loading import import_string
 
-from otel_bucket._identity import Identity, current_identity
-from otel_bucket._middleware import (
+from otel_bucket.instrument._identity import Identity, current_identity
+from otel_bucket.instrument._middleware import (
     block_for,
     call_resolver,
     identified_aiter,

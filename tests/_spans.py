@@ -49,7 +49,7 @@ class FakeClock:
 
 def payloads(spans: Sequence[ReadableSpan]) -> list[tuple[str, dict[str, Any]]]:
     """The (method, payload) pairs the exporter's mapping makes of ``spans``."""
-    from otel_bucket._mapping import plan_calls
+    from otel_bucket.export._mapping import plan_calls
 
     plan = plan_calls(spans)
     return [(c.method, c.payload) for phase in plan.phases for c in phase]

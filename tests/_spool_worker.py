@@ -13,8 +13,8 @@ import signal
 import sqlite3
 import sys
 
-from otel_bucket._mapping import Call
-from otel_bucket._spool import Spool
+from otel_bucket.ground._call import Call
+from otel_bucket.spool._spool import Spool
 
 
 def _say(line: str) -> None:

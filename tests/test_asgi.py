@@ -18,11 +18,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from starlette.requests import HTTPConnection
 
-import otel_bucket._middleware as middleware
+import otel_bucket.instrument._middleware as middleware
 from otel_bucket import feature
-from otel_bucket._identity import current_identity
-from otel_bucket._throttle import Throttle
 from otel_bucket.asgi import BucketMiddleware
+from otel_bucket.ground._throttle import Throttle
+from otel_bucket.instrument._identity import current_identity
 
 
 @pytest.fixture

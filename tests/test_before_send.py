@@ -16,7 +16,7 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 from otel_bucket import BucketCall, BucketSpanExporter, feature, identify, install
-from otel_bucket._schema import validate_call
+from otel_bucket.devserver._schema import validate_call
 from tests._capture import CaptureServer, Reply
 from tests._spans import FakeClock, balanced, make_spans
 

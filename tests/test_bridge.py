@@ -519,7 +519,7 @@ def test_rejected_spans_are_those_the_mapping_drops(
     attributes: dict[str, Any], rejected: int, bridge: Bridge
 ) -> None:
     """The partial-success count agrees with the exporter's own mapping, span by span."""
-    from otel_bucket._mapping import plan_calls
+    from otel_bucket.export._mapping import plan_calls
 
     spans = make_spans(attributes)
     count, message = bridge.rejected(spans)

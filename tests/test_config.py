@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from otel_bucket import BucketSpanExporter
-from otel_bucket._config import resolve_settings
+from otel_bucket.ground._config import resolve_settings
 from tests._capture import CaptureServer
 from tests._spans import make_spans
 

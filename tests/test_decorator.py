@@ -434,8 +434,8 @@ def test_our_own_faults_never_stop_the_function(
         "generator": lambda: list(gen()),
         "async generator": lambda: asyncio.run(drain()),
     }
-    import otel_bucket._runners as runners
-    from otel_bucket._throttle import Throttle
+    import otel_bucket.instrument._runners as runners
+    from otel_bucket.ground._throttle import Throttle
 
     runners._faults = Throttle(60.0, time.monotonic)  # an earlier report would hide this one
     with caplog.at_level(logging.WARNING, logger="otel_bucket"):

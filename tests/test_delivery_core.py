@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from otel_bucket import BucketSpanExporter
-from otel_bucket._mapping import Call
-from otel_bucket._spool import Spool
-from otel_bucket._spool_config import spool_path
+from otel_bucket.ground._call import Call
+from otel_bucket.spool._spool import Spool
+from otel_bucket.spool._spool_paths import spool_path
 from tests._capture import CaptureServer, Reply
 from tests._hostile import Act, HostileServer
 from tests._spans import FakeClock, balanced, make_spans

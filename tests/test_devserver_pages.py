@@ -14,9 +14,9 @@ from urllib.parse import parse_qs, quote, urlsplit
 import pytest
 import requests
 
-from otel_bucket._schema import validate_call
 from otel_bucket.devserver import DevServer
 from otel_bucket.devserver._dataset import sample_calls
+from otel_bucket.devserver._schema import validate_call
 from tests._browser import Parsed, parse
 from tests._markup import CLOSE, COMPANY, EVENT, EVERY, IMG, SCRIPT, SVG, USER, post_markup
 from tests._running import child_env, python, run

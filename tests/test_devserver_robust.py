@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import requests
 
-from otel_bucket._schema import SchemaError, parse_body, validate_call
 from otel_bucket.devserver import DevServer
+from otel_bucket.devserver._schema import SchemaError, parse_body, validate_call
 
 JSON = "application/json"
 SECRET = "trSECRETdevserverKEY1"

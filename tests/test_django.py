@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
 
 from otel_bucket import feature  # noqa: E402
-from otel_bucket._identity import current_identity  # noqa: E402
+from otel_bucket.instrument._identity import current_identity  # noqa: E402
 
 MEMORY = InMemorySpanExporter()
 PROVIDER = TracerProvider(shutdown_on_exit=False)
@@ -214,8 +214,8 @@ def test_callable_returning_none_or_raising_leaves_the_request_anonymous(
     """None means "do not identify"; an exception is logged, never a 500."""
     from django.test import override_settings
 
-    import otel_bucket._middleware as middleware
-    from otel_bucket._throttle import Throttle
+    import otel_bucket.instrument._middleware as middleware
+    from otel_bucket.ground._throttle import Throttle
 
     middleware._faults = Throttle(0.0, time.monotonic)  # report every fault
     with (
@@ -281,8 +281,8 @@ def test_a_failing_user_lookup_never_fails_the_request(
     from django.contrib.auth import middleware as auth_middleware
     from django.test import override_settings
 
-    import otel_bucket._middleware as middleware
-    from otel_bucket._throttle import Throttle
+    import otel_bucket.instrument._middleware as middleware
+    from otel_bucket.ground._throttle import Throttle
 
     middleware._faults = Throttle(0.0, time.monotonic)  # report every fault
 

@@ -18,8 +18,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otel_bucket import BucketSpanExporter, __version__
-from otel_bucket._queue import PATIENCE
-from otel_bucket._schema import validate_call
+from otel_bucket.delivery._queue import PATIENCE
+from otel_bucket.devserver._schema import validate_call
 from tests._capture import CaptureServer, Reply
 from tests._running import free_port
 from tests._spans import FakeClock, make_spans

@@ -2,7 +2,7 @@
 
 Spans come from a real ``TracerProvider`` with attribute keys and values that OpenTelemetry
 accepts; calls go to a real HTTP server on 127.0.0.1 and are checked against the Tracking API's
-field tables (``otel_bucket._schema``, the devserver's validator).
+field tables (``otel_bucket.devserver._schema``, the devserver's validator).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from otel_bucket import BucketSpanExporter
-from otel_bucket._mapping import plan_calls
-from otel_bucket._schema import parse_body, validate_call
+from otel_bucket.devserver._schema import parse_body, validate_call
+from otel_bucket.export._mapping import plan_calls
 from tests._capture import CaptureServer
 from tests._spans import make_spans
 

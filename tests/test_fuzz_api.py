@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from opentelemetry.sdk.trace import TracerProvider
 
 from otel_bucket import feature, identify, install
-from otel_bucket._schema import parse_body, validate_call
+from otel_bucket.devserver._schema import parse_body, validate_call
 from tests._capture import CaptureServer
 
 

@@ -22,7 +22,7 @@ import pytest
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from otel_bucket import BucketSpanExporter
-from otel_bucket._dispatch import MAX_OWN_FAILURES
+from otel_bucket.delivery._senders import MAX_OWN_FAILURES
 from otel_bucket.devserver import DevServer
 from tests._hostile import Act, HostileServer
 from tests._running import ROOT, child_env, free_port

@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otel_bucket import feature, identify
-from otel_bucket._identity import Identity, current_identity
+from otel_bucket.instrument._identity import Identity, current_identity
 
 
 class Traced:

@@ -26,8 +26,8 @@ from opentelemetry.trace import SpanKind
 from opentelemetry.util._once import Once
 
 from otel_bucket import BucketSpanProcessor, feature, identify, install
-from otel_bucket._install import existing_tracers
-from otel_bucket._sampling import BucketSampler
+from otel_bucket.instrument._sampling import BucketSampler
+from otel_bucket.lifecycle._install import existing_tracers
 from tests._capture import CaptureServer
 
 
@@ -145,7 +145,7 @@ def test_installing_twice_does_not_double_the_calls(
     """A second install() on the same provider returns the first processor and adds nothing."""
     provider, _ = new_provider()
     first = install(provider, tracking_key="k", endpoint=server.url)
-    with caplog.at_level(logging.WARNING, logger="otel_bucket._install"):
+    with caplog.at_level(logging.WARNING, logger="otel_bucket.lifecycle._install"):
         second = install(provider, tracking_key="other", endpoint=server.url)
     assert second is first
     assert "already installed" in caplog.text

@@ -19,12 +19,12 @@ import otel_bucket
 from otel_bucket import (
     BucketSpanExporter,
     BucketSpanProcessor,
-    _lifecycle,
     feature,
     identify,
     install,
 )
-from otel_bucket._install import _installed
+from otel_bucket.lifecycle import _lifecycle
+from otel_bucket.lifecycle._install import _installed
 from tests._capture import CaptureServer, Reply
 from tests._group import Group, wait_for_events
 from tests._running import child_env, free_port, python, run
@@ -174,7 +174,7 @@ def test_every_dropped_span_is_counted_and_logged(
     gate = Gate()
     processor = BucketSpanProcessor(gate, max_queue_size=3, max_export_batch_size=1)
     provider.add_span_processor(processor)
-    with caplog.at_level(logging.ERROR, logger="otel_bucket._processor"):
+    with caplog.at_level(logging.ERROR, logger="otel_bucket.export._processor"):
         make_events(provider, 1)
         assert gate.entered.wait(5)  # the worker holds the first span; the queue fills up
         make_events(provider, 10)
@@ -317,7 +317,7 @@ def test_install_in_a_thread_leaves_signals_alone_and_install_rearms(
     handler something else reset (what gunicorn's post_worker_init one-liner relies on)."""
     code = """if True:
         import signal, threading, otel_bucket
-        from otel_bucket._signals import armed
+        from otel_bucket.lifecycle._signals import armed
         t = threading.Thread(target=otel_bucket.install); t.start(); t.join()
         print(len(armed()))
         otel_bucket.install(); print(len(armed()))

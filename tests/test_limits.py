@@ -13,10 +13,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-import otel_bucket._limits as limits
+import otel_bucket.instrument._limits as limits
 from otel_bucket import feature, identify, install, set_event_attributes, track
-from otel_bucket._limits import HEADROOM, attribute_limit
-from otel_bucket._throttle import Throttle
+from otel_bucket.ground._throttle import Throttle
+from otel_bucket.instrument._limits import HEADROOM, attribute_limit
 from tests._capture import CaptureServer
 
 

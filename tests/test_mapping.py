@@ -15,8 +15,9 @@ from otel_bucket import (
     ENDUSER_ID,
     USER_ID,
 )
-from otel_bucket._mapping import format_timestamp, plan_calls
-from otel_bucket._schema import validate_call
+from otel_bucket.devserver._schema import validate_call
+from otel_bucket.export._mapping import plan_calls
+from otel_bucket.ground._call import format_timestamp
 from tests._spans import make_spans, payloads
 
 T0 = 1_795_788_185_123_456_789  # 2026-11-27T14:03:05.123456789Z
@@ -156,7 +157,7 @@ def test_non_finite_floats_are_dropped(value: float) -> None:
 
 def test_none_elements_of_sequences_are_skipped() -> None:
     """None elements in a sequence are left out of the joined string."""
-    from otel_bucket._mapping import _value
+    from otel_bucket.export._mapping import _value
 
     assert _value(["a", None, "b"]) == "a,b"
 

@@ -27,7 +27,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otel_bucket import BucketCall, BucketSpanExporter, BucketSpanProcessor, feature, install
-from otel_bucket._metrics import OUTCOMES
+from otel_bucket.books._metrics import OUTCOMES
 from tests._capture import CaptureServer, Reply
 from tests._running import child_env, free_port, python, run
 from tests._spans import FakeClock, make_spans

@@ -18,8 +18,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 from otel_bucket import BucketSpanExporter, BucketSpanProcessor, feature, identify
-from otel_bucket._batching import BatchSettings
-from otel_bucket._sampling import BucketSampler
+from otel_bucket.export._batching import BatchSettings
+from otel_bucket.instrument._sampling import BucketSampler
 from tests._capture import CaptureServer
 
 
@@ -159,7 +159,7 @@ def test_malformed_environment_value_warns_naming_it(
 ) -> None:
     """A bad ``OTEL_BSP_*`` value logs a warning naming the variable and uses the default."""
     monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "lots")
-    with caplog.at_level(logging.WARNING, logger="otel_bucket._processor"):
+    with caplog.at_level(logging.WARNING, logger="otel_bucket.export._processor"):
         BucketSpanProcessor(recorder).shutdown()
     assert "OTEL_BSP_MAX_QUEUE_SIZE" in caplog.text
 
@@ -205,7 +205,7 @@ def test_a_full_queue_drops_the_oldest_and_warns(
     )
     end_span(provider, "first", **{"bucket.event": "e"})
     assert recorder.entered.wait(5)  # the worker holds "first" and waits on the gate
-    with caplog.at_level(logging.WARNING, logger="otel_bucket._processor"):
+    with caplog.at_level(logging.WARNING, logger="otel_bucket.export._processor"):
         for i in range(4):
             end_span(provider, f"s{i}", **{"bucket.event": "e"})
     recorder.gate.set()
@@ -254,7 +254,7 @@ def test_shutdown_drains_everything_even_when_exports_fail(
     )
     for i in range(6):
         end_span(p, f"s{i}", **{"bucket.event": "e"})
-    with caplog.at_level(logging.ERROR, logger="otel_bucket._processor"):
+    with caplog.at_level(logging.ERROR, logger="otel_bucket.export._processor"):
         p.shutdown()
     assert len(failing.batches) == 3
     assert len(failing.names()) == 6
@@ -274,7 +274,7 @@ def test_shutdown_drain_is_bounded_by_the_export_timeout(
     p.add_span_processor(processor)
     for i in range(6):
         end_span(p, f"s{i}", **{"bucket.event": "e"})
-    with caplog.at_level(logging.ERROR, logger="otel_bucket._processor"):
+    with caplog.at_level(logging.ERROR, logger="otel_bucket.export._processor"):
         p.shutdown()  # returns after 1 ms although the export still hangs
         assert slow.entered.wait(5)
         slow.gate.set()
@@ -291,7 +291,7 @@ def test_an_exporter_that_raises_does_not_stop_the_worker(
     provider.add_span_processor(processor)
     recorder.raise_next = True
     end_span(provider, "lost", **{"bucket.event": "e"})
-    with caplog.at_level(logging.ERROR, logger="otel_bucket._processor"):
+    with caplog.at_level(logging.ERROR, logger="otel_bucket.export._processor"):
         provider.force_flush()
     end_span(provider, "kept", **{"bucket.event": "e"})
     provider.force_flush()

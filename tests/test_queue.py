@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from otel_bucket._limiter import Latency, Limiter, is_overload
-from otel_bucket._mapping import Call
-from otel_bucket._pending import BLOCKED, DONE, READY, Pending, Ticket
-from otel_bucket._queue import PATIENCE, CallQueue
+from otel_bucket.delivery._limiter import Latency, Limiter, is_overload
+from otel_bucket.delivery._pending import BLOCKED, DONE, READY, Pending, Ticket
+from otel_bucket.delivery._queue import PATIENCE, CallQueue
+from otel_bucket.ground._call import Call
 
 
 def user(uid: str, **attributes: object) -> Pending:

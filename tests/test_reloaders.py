@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
-from otel_bucket import BucketSpanExporter, BucketSpanProcessor, _lifecycle, _reloader
-from otel_bucket._spool_config import list_spools
-from otel_bucket._spool_info import read_spool
+from otel_bucket import BucketSpanExporter, BucketSpanProcessor
+from otel_bucket.lifecycle import _lifecycle, _reloader
+from otel_bucket.spool._spool_info import read_spool
+from otel_bucket.spool._spool_paths import list_spools
 from tests._capture import CaptureServer, Reply
 from tests._spans import balanced, make_spans
 

@@ -16,7 +16,7 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 from otel_bucket import BucketSpanProcessor, feature, identify, install, set_event_attributes
-from otel_bucket._spool_info import read_spool
+from otel_bucket.spool._spool_info import read_spool
 from tests._remote import RemoteCall, RemoteServer, Rule, copies, id_of
 from tests._running import Running, child_env, python
 
@@ -235,9 +235,9 @@ def test_sigterm_delivers_every_event_once_to_a_distant_endpoint(tmp_path: Path)
 def test_a_restarted_bridge_sends_its_spool_while_idle(tmp_path: Path) -> None:
     """A bridge started on a spool that holds calls (left by an earlier process) sends them
     all, once, with no traffic at all: spooled calls are waiting calls."""
-    from otel_bucket._mapping import Call
-    from otel_bucket._spool import Spool
-    from otel_bucket._spool_config import spool_path
+    from otel_bucket.ground._call import Call
+    from otel_bucket.spool._spool import Spool
+    from otel_bucket.spool._spool_paths import spool_path
     from tests._bridge import KEY as BRIDGE_KEY
     from tests._bridge import bridge_process
 

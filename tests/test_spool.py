@@ -13,22 +13,21 @@ from pathlib import Path
 
 import pytest
 
-from otel_bucket._mapping import Call
-from otel_bucket._spool import Spool
-from otel_bucket._spool_config import (
+from otel_bucket.ground._call import Call
+from otel_bucket.ground._config import (
     DEFAULT_MAX_AGE,
     DEFAULT_MAX_BYTES,
     MIB,
     default_spool_dir,
-    list_spools,
     parse_duration,
     resolve_spool_dir,
     resolve_spool_max_age,
     resolve_spool_max_bytes,
-    spool_path,
 )
-from otel_bucket._spool_db import APPLICATION_ID
-from otel_bucket._spool_info import read_spool
+from otel_bucket.spool._spool import Spool
+from otel_bucket.spool._spool_db import APPLICATION_ID
+from otel_bucket.spool._spool_info import read_spool
+from otel_bucket.spool._spool_paths import list_spools, spool_path
 
 KEY = "sk-secret-tracking-key-123"
 ENDPOINT = "https://tracking.bucket.co"

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from otel_bucket._mapping import Call
-from otel_bucket._spool import Spool
-from otel_bucket._spool_log import BUSY_BOUND, SpoolLog
+from otel_bucket.ground._call import Call
+from otel_bucket.spool._spool import Spool
+from otel_bucket.spool._spool_log import BUSY_BOUND, SpoolLog
 
 CALL = Call("event", {"event": "Export", "userId": "u1"})
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from otel_bucket._mapping import Call, utc_iso
-from otel_bucket._spool import Spool
-from otel_bucket._spool_config import list_spools, spool_path
 from otel_bucket.cli import main
+from otel_bucket.ground._call import Call, utc_iso
+from otel_bucket.spool._spool import Spool
+from otel_bucket.spool._spool_paths import list_spools, spool_path
 from tests._running import python, run
 
 KEY = "sk-cli-secret-key"

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from otel_bucket import BucketSpanExporter
-from otel_bucket._spool_config import list_spools
-from otel_bucket._spool_info import read_spool
+from otel_bucket.spool._spool_info import read_spool
+from otel_bucket.spool._spool_paths import list_spools
 from tests._capture import CaptureServer, Reply
 from tests._running import Running, child_env, free_port, python, run
 from tests._spans import make_spans

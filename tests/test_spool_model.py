@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from otel_bucket._mapping import Call
-from otel_bucket._spool import Spool
+from otel_bucket.ground._call import Call
+from otel_bucket.spool._spool import Spool
 
 LEASE = 60.0
 HOLDERS = 3

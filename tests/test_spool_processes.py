@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from otel_bucket._mapping import Call
-from otel_bucket._spool import Spool
+from otel_bucket.ground._call import Call
+from otel_bucket.spool._spool import Spool
 from tests._running import Running, child_env, python, run
 
 pytestmark = [

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from otel_bucket import BucketSpanExporter
-from otel_bucket._mapping import Call
-from otel_bucket._spool import Spool
-from otel_bucket._spool_config import list_spools, spool_path
-from otel_bucket._spool_info import read_spool
+from otel_bucket.ground._call import Call
+from otel_bucket.spool._spool import Spool
+from otel_bucket.spool._spool_info import read_spool
+from otel_bucket.spool._spool_paths import list_spools, spool_path
 from tests._capture import CaptureServer
 from tests._spans import make_spans
 from tests.test_spool import Clock

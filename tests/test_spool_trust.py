@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from otel_bucket._mapping import Call
-from otel_bucket._spool import Spool
+from otel_bucket.ground._call import Call
+from otel_bucket.spool._spool import Spool
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "geteuid"), reason="POSIX owners and modes")
 

@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-import otel_bucket._track as track_module
+import otel_bucket.instrument._track as track_module
 from otel_bucket import feature, identify, install, set_event_attributes, track
 from tests._capture import CaptureServer
 
@@ -162,8 +162,8 @@ def test_track_never_raises_our_faults(caplog: pytest.LogCaptureFixture) -> None
     """A broken provider is logged, never raised into the caller."""
     import time
 
-    import otel_bucket._runners as runners
-    from otel_bucket._throttle import Throttle
+    import otel_bucket.instrument._runners as runners
+    from otel_bucket.ground._throttle import Throttle
 
     runners._faults = Throttle(60.0, time.monotonic)
     with caplog.at_level(logging.WARNING, logger="otel_bucket"):

@@ -12,7 +12,7 @@ from uuid import UUID
 
 import pytest
 
-from otel_bucket._values import coerce_attributes, coerce_value
+from otel_bucket.instrument._values import coerce_attributes, coerce_value
 
 
 class Plan(enum.Enum):
@@ -86,7 +86,7 @@ def test_unsendable_values_are_dropped_with_a_warning(
     value: object, caplog: pytest.LogCaptureFixture
 ) -> None:
     """What a span cannot hold is dropped with a warning naming the argument and key."""
-    with caplog.at_level(logging.WARNING, logger="otel_bucket._values"):
+    with caplog.at_level(logging.WARNING, logger="otel_bucket.instrument._values"):
         assert coerce_value(value, argument="user_attributes", key=f"k{id(value)}") is None
     assert "user_attributes" in caplog.text
 
@@ -100,7 +100,7 @@ def test_none_is_dropped_silently(caplog: pytest.LogCaptureFixture) -> None:
 
 def test_the_same_warning_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
     """A bad value repeated on every request warns once, not per request."""
-    with caplog.at_level(logging.WARNING, logger="otel_bucket._values"):
+    with caplog.at_level(logging.WARNING, logger="otel_bucket.instrument._values"):
         for _ in range(5):
             coerce_attributes({"once": object()}, argument="company_attributes")
     assert len(caplog.records) == 1

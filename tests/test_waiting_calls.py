@@ -11,7 +11,7 @@ import pytest
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from otel_bucket import BucketSpanExporter
-from otel_bucket._mapping import Call, merge_calls
+from otel_bucket.ground._call import Call, merge_calls
 from tests._capture import CaptureServer, Reply
 from tests._spans import FakeClock, make_spans
 

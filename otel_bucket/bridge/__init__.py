@@ -13,6 +13,11 @@ with Bridge(port=0) as bridge:  # exporter from BUCKET_TRACKING_KEY / BUCKET_END
 ```
 
 Needs the ``bridge`` extra: ``pip install "otel-bucket[bridge]"``.
+
+In the layers (ARCHITECTURE.md) the bridge sits on top, beside ``devserver``: it imports
+``export`` (the exporter and the mapping), ``instrument`` (the relevance test) and ``ground``;
+only ``cli`` (``otel-bucket bridge``) imports it. Inside, the server takes the bridge as an
+interface (``_server.Fed``) and never imports it.
 """
 
 from __future__ import annotations

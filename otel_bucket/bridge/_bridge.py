@@ -12,12 +12,12 @@ from typing import Any, Final
 
 from opentelemetry.sdk.trace import ReadableSpan
 
-from otel_bucket._conventions import BUCKET_EVENT, ENDUSER_ID, USER_ID
-from otel_bucket._exporter import BucketSpanExporter
-from otel_bucket._mapping import plan_calls
 from otel_bucket.bridge._decode import Decoded, Limits
 from otel_bucket.bridge._queue import HIGH_WATER, ExportWorker, SpanQueue
 from otel_bucket.bridge._server import BridgeHTTPServer
+from otel_bucket.export._exporter import BucketSpanExporter
+from otel_bucket.export._mapping import plan_calls
+from otel_bucket.ground._conventions import BUCKET_EVENT, ENDUSER_ID, USER_ID
 
 __all__ = ["DEFAULT_MAX_BODY", "DEFAULT_MAX_SPANS", "DEFAULT_PORT", "Bridge", "BridgeError"]
 

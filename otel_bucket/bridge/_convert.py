@@ -25,9 +25,9 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, TraceFlags
 from opentelemetry.util.types import AttributeValue
 
-from otel_bucket._conventions import ENDUSER_ID, USER_ID
-from otel_bucket._sampling import is_relevant
 from otel_bucket.bridge._wire import TooMany
+from otel_bucket.ground._conventions import ENDUSER_ID, USER_ID
+from otel_bucket.instrument._sampling import is_relevant
 
 __all__ = ["Values", "bucket_attributes", "readable"]
 

@@ -31,9 +31,9 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from otel_bucket._sampling import is_relevant
 from otel_bucket.bridge._convert import Values, bucket_attributes, readable
 from otel_bucket.bridge._wire import Budget, Slice, TooMany, WireError, outline
+from otel_bucket.instrument._sampling import is_relevant
 
 __all__ = [
     "JSON",

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 
 from opentelemetry.sdk.trace import ReadableSpan
 
-from otel_bucket._exporter import BucketSpanExporter
 from otel_bucket.bridge._decode import VALUES_PER_SPAN
+from otel_bucket.export._exporter import BucketSpanExporter
 
 __all__ = ["CALLS_PER_SPAN", "HIGH_WATER", "ExportWorker", "SpanQueue"]
 

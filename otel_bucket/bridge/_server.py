@@ -12,7 +12,10 @@ import hmac
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Final
+from collections.abc import Sequence
+from typing import Any, Final, Protocol
+
+from opentelemetry.sdk.trace import ReadableSpan
 
 from otel_bucket.bridge._body import (
     BodyError,
@@ -24,14 +27,19 @@ from otel_bucket.bridge._body import (
     inflate,
 )
 from otel_bucket.bridge._connections import HTTPServer, Incoming
-from otel_bucket.bridge._decode import JSON, PROTOBUF, BadRequest, TooMany, decode_request
+from otel_bucket.bridge._decode import (
+    JSON,
+    PROTOBUF,
+    BadRequest,
+    Decoded,
+    Limits,
+    TooMany,
+    decode_request,
+)
 from otel_bucket.bridge._http import Request, Response
 from otel_bucket.bridge._reply import CONTENT_TYPES, encode, export_response, status
 
-if TYPE_CHECKING:
-    from otel_bucket.bridge._bridge import Bridge
-
-__all__ = ["TRACES_PATH", "BridgeHTTPServer"]
+__all__ = ["TRACES_PATH", "BridgeHTTPServer", "Fed"]
 
 _log = logging.getLogger("otel_bucket.bridge")
 
@@ -44,10 +52,30 @@ _MEDIA: Final = {
 _BUFFERED_BODIES: Final = 4  # bodies of max_body bytes held at once, across connections
 
 
-class BridgeHTTPServer(HTTPServer):
-    """The server, knowing the `Bridge` it feeds."""
+class Fed(Protocol):
+    """What the server needs of the bridge it feeds (``_bridge.Bridge``): its settings, and where
+    decoded spans go. The server takes it as this interface and never imports the bridge."""
 
-    def __init__(self, bridge: Bridge, *, max_connections: int) -> None:
+    host: str
+    port: int
+    threads: int
+    request_timeout: float
+    max_body: int
+    limits: Limits
+    listen_key: str | None
+    retry_after: int
+
+    def busy(self) -> tuple[int, str] | None: ...
+    def rejected(self, spans: Sequence[ReadableSpan]) -> tuple[int, str]: ...
+    def offer(self, decoded: Decoded, *, rejected: int) -> bool: ...
+    def count_refusal(self, status: int) -> None: ...
+    def stats(self) -> dict[str, Any]: ...
+
+
+class BridgeHTTPServer(HTTPServer):
+    """The server, knowing the bridge it feeds (as ``Fed``)."""
+
+    def __init__(self, bridge: Fed, *, max_connections: int) -> None:
         super().__init__(
             bridge.host,
             bridge.port,

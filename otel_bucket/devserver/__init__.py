@@ -7,6 +7,10 @@ with DevServer(port=0, db_path=":memory:") as server:
     ...  # point the exporter at server.url
     print(server.snapshot().counts)
 ```
+
+In the layers (ARCHITECTURE.md) the dev server sits on top, beside ``bridge``: it imports
+``ground`` (the call's timestamp format) and, for ``otel-bucket demo`` only, the public API of the
+package root; it owns the Tracking API's schema (``_schema``). Only ``cli`` imports it.
 """
 
 from __future__ import annotations

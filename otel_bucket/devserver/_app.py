@@ -15,9 +15,15 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Final
 
-from otel_bucket._schema import METHODS, SchemaError, parse_body, parse_timestamp, validate_call
 from otel_bucket.devserver._analytics import Overview
 from otel_bucket.devserver._masking import mask_key, mask_path
+from otel_bucket.devserver._schema import (
+    METHODS,
+    SchemaError,
+    parse_body,
+    parse_timestamp,
+    validate_call,
+)
 from otel_bucket.devserver._store import Call, CallFilter, Store, utc_iso
 from otel_bucket.devserver._trends import WEEKS
 

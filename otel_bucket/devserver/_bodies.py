@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from otel_bucket._schema import MAX_DEPTH, SchemaError, json_problem, parse_body
+from otel_bucket.devserver._schema import MAX_DEPTH, SchemaError, json_problem, parse_body
 
 __all__ = ["body_to_store", "clean", "load_stored", "text_or_none"]
 

@@ -13,8 +13,8 @@ import random
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from otel_bucket._mapping import utc_iso
 from otel_bucket.devserver._store import Store
+from otel_bucket.ground._call import utc_iso
 
 __all__ = ["FEATURES", "MORE_FEATURES", "fill", "sample_calls"]
 

@@ -16,12 +16,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Final
 
-from otel_bucket._mapping import utc_iso
-from otel_bucket._schema import parse_timestamp
 from otel_bucket.devserver._bodies import body_to_store, clean, load_stored, text_or_none
 from otel_bucket.devserver._call_filter import CallFilter, accepted_sql
 from otel_bucket.devserver._masking import mask_key
+from otel_bucket.devserver._schema import parse_timestamp
 from otel_bucket.devserver._tables import install
+from otel_bucket.ground._call import utc_iso
 
 __all__ = ["DEFAULT_DB", "Call", "CallFilter", "Store", "StoreError", "load_stored", "utc_iso"]
 

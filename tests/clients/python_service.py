@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcess
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otel_bucket import feature, identify
-from otel_bucket._mapping import plan_calls
+from otel_bucket.export._mapping import plan_calls
 
 
 def main(base_url: str, compression: str) -> None:

@@ -1,1 +1,0 @@
-"""Subcommands of the ``otel-bucket`` command that live apart from ``cli.py``."""
