@@ -22,7 +22,7 @@ import pytest
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from otel_bucket import BucketSpanExporter
-from otel_bucket.delivery._senders import MAX_OWN_FAILURES
+from otel_bucket.delivery._outcome import MAX_OWN_FAILURES
 from otel_bucket.devserver import DevServer
 from tests._hostile import Act, HostileServer
 from tests._running import ROOT, child_env, free_port
@@ -420,16 +420,34 @@ def test_an_exporter_dropped_without_shutdown_leaks_no_thread_or_socket(
     def senders() -> int:
         return sum(t.name.startswith("otel-bucket-sender") for t in threading.enumerate())
 
-    fds_before, threads_before = len(os.listdir("/proc/self/fd")), senders()
+    port = int(hostile.url.rsplit(":", 1)[1])
+
+    def client_sockets() -> int:
+        """Our connections to the server (its own ends live in this process too, and close
+        on its threads, in their own time): open descriptors whose TCP peer is its port."""
+        inodes = set()
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                target = os.readlink(f"/proc/self/fd/{fd}")
+            except OSError:  # closed meanwhile
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+        with open("/proc/self/net/tcp") as table:
+            rows = [line.split() for line in table.readlines()[1:]]
+        return sum(int(row[2].rsplit(":", 1)[1], 16) == port and row[9] in inodes for row in rows)
+
+    fds_before, threads_before = client_sockets(), senders()
     exporter = BucketSpanExporter(KEY, endpoint=hostile.url)
     exporter.export(make_spans(*[{"enduser.id": f"u{i}"} for i in range(20)]))
     assert senders() > threads_before
+    assert client_sockets() > fds_before  # kept alive: the count sees them
     del exporter
     gc.collect()
     for thread in [t for t in threading.enumerate() if t.name.startswith("otel-bucket-sender")]:
         thread.join(5)
     assert senders() == threads_before
-    assert len(os.listdir("/proc/self/fd")) <= fds_before
+    assert client_sockets() <= fds_before
 
 
 def test_a_retry_after_date_in_the_future_is_honoured(

@@ -23,19 +23,17 @@ from opentelemetry import context
 
 from otel_bucket.delivery._gate import Admission, Gate
 from otel_bucket.delivery._limiter import Latency, Limiter, is_overload
-from otel_bucket.delivery._outcome import Books, Outcome
+from otel_bucket.delivery._outcome import Books, Outcome, after_failure, next_try, outcome_of
 from otel_bucket.delivery._pending import ABANDONED, Pending
 from otel_bucket.delivery._queue import METHODS, RETRIED, CallQueue
-from otel_bucket.delivery._retry import Verdict, backoff, retry_after_seconds, verdict
 from otel_bucket.delivery._transport import Answer, Transport
 from otel_bucket.ground._clock import Clock
 from otel_bucket.ground._threads import refuse_process_signals, suppressing
 
-__all__ = ["GRACE", "MAX_OWN_FAILURES", "Senders"]
+__all__ = ["GRACE", "Senders"]
 
 _log = logging.getLogger(__name__)
 
-MAX_OWN_FAILURES = 16  # a call failing this often while others get through is given up
 GRACE = 0.2  # seconds past a drain's deadline that a call in flight may still be answered
 _RETIRE = 30.0  # seconds an idle sender waits for work before it ends
 _REFILL_BELOW = 64  # ready calls below which the spool is asked for more
@@ -334,19 +332,7 @@ class Senders:
                 freed = self.queue.unblock(None if down else item.method)
                 start = self._wake(len(freed)) if freed else 0
             self._start(start)
-        kind = verdict(answer)
-        if kind is Verdict.DELIVERED:
-            outcome = Outcome.DELIVERED
-        elif kind is Verdict.REJECTED:
-            outcome = Outcome.REJECTED
-        elif kind is Verdict.MISDIRECTED:
-            outcome = Outcome.MISDIRECTED
-        else:
-            asked = retry_after_seconds(answer.retry_after)
-            if answer.status != 429 and asked is None and self._gate.delivers():
-                item.charged += 1  # others get through: this failure is its own
-            outcome = Outcome.FAILED
-        self._land(attempt, answer, outcome)
+        self._land(attempt, answer, outcome_of(answer, item, self._gate.delivers))
 
     def _land(self, attempt: _Attempt, answer: Answer, outcome: Outcome) -> None:
         """After an attempt: settle the call or set its backoff, tell the books."""
@@ -365,14 +351,14 @@ class Senders:
             if outcome is not Outcome.DELIVERED and outcome is not Outcome.UNSENDABLE:
                 item.last = answer
             if outcome is Outcome.FAILED:
-                outcome = self._retry_or_settle(item, answer)
+                outcome = after_failure(item, answer, self._closed, self._horizon is not None)
             merged = self.queue.merge_into_newer(item) if outcome is Outcome.FAILED else None
             if merged is not None:
                 outcome, freed = Outcome.MERGED, merged
             elif outcome is Outcome.FAILED and self._horizon is not None:
                 freed = self.queue.retry_at(item, self._clock.monotonic())  # at once
             elif outcome is Outcome.FAILED:
-                freed = self.queue.retry_at(item, self._next_try(item, answer))
+                freed = self.queue.retry_at(item, next_try(item, answer, self._clock, self._rng))
             else:
                 if outcome is Outcome.DELIVERED:
                     self._books.delivered(item)  # remembered before the queue forgets it
@@ -391,23 +377,6 @@ class Senders:
                 self._news.notify_all()
         self._start(start)
         self._books.tidy()
-
-    def _retry_or_settle(self, item: Pending, answer: Answer) -> Outcome:
-        if item.charged >= MAX_OWN_FAILURES:
-            return Outcome.GIVEN_UP
-        if self._closed:
-            return Outcome.LEFT
-        if self._horizon is not None:  # draining: one chance, no backoff waited for...
-            hiccup = answer.status is None and not answer.unreachable
-            if not hiccup:  # ... but a connection reset or closed mid-way is tried again now
-                return Outcome.LEFT
-        if item.spool_id is not None:
-            return Outcome.RETURNED
-        return Outcome.FAILED
-
-    def _next_try(self, item: Pending, answer: Answer) -> float:
-        asked = retry_after_seconds(answer.retry_after) or 0.0
-        return self._clock.monotonic() + max(backoff(item.attempts - 1, self._rng), asked)
 
     # -- counting calls that leave memory -------------------------------------------------------
 
