@@ -61,14 +61,14 @@ def sent(server: CaptureServer) -> list[tuple[str, dict[str, Any]]]:
     return [(r.api_method, r.json) for r in server.requests]
 
 
-# -- the two README recipes -------------------------------------------------------------------
+# -- the two recipes of docs/before-send.md ---------------------------------------------------
 
 
 EMAIL_KEY = b"a secret of the application's own"
 
 
 def hash_email(call: BucketCall) -> BucketCall:
-    """README recipe 1: hash an email attribute (keyed, so it cannot be guessed back)."""
+    """Recipe 1 of the docs: hash an email attribute (keyed, so it cannot be guessed back)."""
     email = call.attributes.get("email")
     if not isinstance(email, str):
         return call
@@ -80,7 +80,7 @@ INTERNAL_COMPANIES = frozenset({"c-internal", "c-staff"})
 
 
 def skip_internal(call: BucketCall) -> BucketCall | None:
-    """README recipe 2: never track internal companies (their company calls and events)."""
+    """Recipe 2 of the docs: never track internal companies (their company calls and events)."""
     if call.company_id in INTERNAL_COMPANIES:
         return None
     return call

@@ -6,7 +6,7 @@ group): no console message at all (the pages run no script, so any message is an
 blocked load or a policy violation), the DOM holds the expected rows, the layout is measured
 where it matters, and a screenshot is saved under the test's temporary directory.
 
-``python -m tests.test_devpage_browser docs/images`` makes the README's screenshots.
+``python -m tests.test_devpage_browser docs/images`` makes the screenshots of docs/devserver.md.
 """
 
 from __future__ import annotations
@@ -415,7 +415,7 @@ def test_markup_is_text_in_a_browser(
     assert all(raw not in parsed.links for raw in EVERY)
 
 
-# -- the README's screenshots ----------------------------------------------------------------------
+# -- the screenshots of docs/devserver.md --------------------------------------------------------
 
 README_SHOTS = (
     # name, path, the element the picture starts at, its height
@@ -427,7 +427,7 @@ README_SHOTS = (
 
 
 def readme_screenshots(folder: Path) -> list[Path]:
-    """The README's pictures of the pages, from the 100 x 20 data set, at 1,400 px."""
+    """The pictures of the pages in docs/devserver.md, from the 100 x 20 data set, at 1,400 px."""
     chromium = find_chromium()
     assert chromium, "no chromium binary"
     made = []

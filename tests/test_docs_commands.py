@@ -1,4 +1,5 @@
-"""Every command README.md and examples/README.md show runs as written, in this environment.
+"""Every command README.md, the documentation pages (docs/**/*.md) and examples/README.md show
+runs as written, in this environment.
 
 The commands are read from the documents themselves (every ``bash`` block, and every inline code
 span that starts with a program name), so a command added to the docs is run here too. Three
@@ -15,8 +16,9 @@ things differ from a reader's terminal, and only these:
 
 Commands run under ``bash`` in a scratch directory holding a link to ``examples/`` (the
 devserver's database goes there, not into the repository), with this environment's scripts
-first on PATH. A README block is a session of its own; examples/README.md is one session, its
-setup block's server and exports staying for the blocks after it, as in a reader's terminal.
+first on PATH. A block of README.md or of a page is a session of its own; examples/README.md
+is one session, its setup block's server and exports staying for the blocks after it, as in a
+reader's terminal.
 """
 
 from __future__ import annotations
@@ -86,7 +88,13 @@ NOT_RUN_PREFIXES = {
 PROGRAMS = ("python", "otel-bucket", "opentelemetry-instrument", "celery", "gunicorn", "uvicorn")
 PROGRAMS += ("curl", "pytest", "sqlite3")
 OTLP_PORT = 4318
-DOCS = {"README.md": "block", "examples/README.md": "file"}  # what one session is
+# What one session is: a block of the README and of each page of the documentation site, the
+# whole of examples/README.md.
+DOCS = {
+    "README.md": "block",
+    **{str(p.relative_to(ROOT)): "block" for p in sorted((ROOT / "docs").rglob("*.md"))},
+    "examples/README.md": "file",
+}
 
 
 @dataclass

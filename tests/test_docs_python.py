@@ -1,7 +1,8 @@
-"""Every Python block of README.md runs as written, against the dev server.
+"""Every Python block of README.md and of the documentation pages (docs/**/*.md) runs as
+written, against the dev server.
 
 Each block runs as a program of its own (a fresh interpreter, in a scratch directory) in the
-environment a reader sets up as the README says: ``BUCKET_ENDPOINT`` naming a dev server started
+environment a reader sets up as the docs say: ``BUCKET_ENDPOINT`` naming a dev server started
 for the test, ``BUCKET_TRACKING_KEY``, and what the block's ``# placeholder:`` comments ask for
 (``EMAIL_HASH_KEY``; a redis-server where ``localhost:6379`` is written, on a port of its own as
 ``tests/test_docs_commands.py`` gives servers theirs). Where a block is a part of a program (the
@@ -44,6 +45,9 @@ class Around:
 
 
 AROUND: dict[str, Around] = {
+    "front#1": Around(  # the README's example
+        calls=frozenset({"user 42", "company acme 42 plan=enterprise", "event 42 Exported report"}),
+    ),
     "setup#1": Around(),
     "setup#2": Around(),
     "feature#1": Around(
@@ -209,15 +213,19 @@ NOT_RUN: dict[str, str] = {}
 
 @dataclass(frozen=True)
 class Block:
-    name: str  # section#n
-    line: int
+    name: str  # section#n (the page's name until its first section marker)
+    where: str  # file:line, for messages
     code: str
+
+
+# The README and every page of the documentation site.
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 
 
 def python_blocks(path: Path) -> list[Block]:
     """The ```python blocks of ``path``, named by their section and rank in it."""
     blocks: list[Block] = []
-    section, rank, inside, start, lines = "top", 0, False, 0, []
+    section, rank, inside, start, lines = path.stem, 0, False, 0, []
     for number, line in enumerate(path.read_text().splitlines(), 1):
         marker = re.match(r"<!-- section: (\S+) -->", line)
         if marker:
@@ -226,13 +234,14 @@ def python_blocks(path: Path) -> list[Block]:
             inside, start, lines = True, number, []
         elif inside and line.strip() == "```":
             inside, rank = False, rank + 1
-            blocks.append(Block(f"{section}#{rank}", start, "\n".join(lines) + "\n"))
+            where = f"{path.relative_to(ROOT)}:{start}"
+            blocks.append(Block(f"{section}#{rank}", where, "\n".join(lines) + "\n"))
         elif inside:
             lines.append(line)
     return blocks
 
 
-BLOCKS = python_blocks(ROOT / "README.md")
+BLOCKS = [block for page in PAGES for block in python_blocks(page)]
 
 
 def summary(method: str, body: dict[str, object]) -> str:
@@ -281,7 +290,7 @@ def test_python_block_runs_as_written(block: Block, dev: DevServer, tmp_path: Pa
     else:
         program.write_text(around.before + code + around.after)
         result = run(python(str(program)), env=env, cwd=tmp_path)
-    where = f"README.md:{block.line} ({block.name})"
+    where = f"{block.where} ({block.name})"
     assert result.returncode == 0, f"{where}:\n{result.stderr}"
     assert result.stderr == "", f"{where}:\n{result.stderr}"
     assert re.search(around.stdout, result.stdout, re.MULTILINE), f"{where}:\n{result.stdout}"
@@ -294,12 +303,14 @@ def test_every_block_is_accounted_for() -> None:
     """The reader finds the blocks, each one is run (or named in NOT_RUN with why), and every
     placeholder says what to put there."""
     names = [block.name for block in BLOCKS]
-    assert len(names) == len(set(names)) >= 12
+    assert len(names) == len(set(names)) >= 13
+    read = {block.where.split(":")[0] for block in BLOCKS}
+    assert {"README.md", "docs/getting-started.md", "docs/integrations.md"} <= read, read
     assert set(names) == set(AROUND) | set(NOT_RUN)
     for block in BLOCKS:
         for line in block.code.splitlines():
             if "placeholder" in line:
-                assert re.search(r"# placeholder: \w", line), f"README.md:{block.line}: {line}"
+                assert re.search(r"# placeholder: \w", line), f"{block.where}: {line}"
 
 
 def test_the_hash_recipe_is_what_the_test_expects() -> None:
