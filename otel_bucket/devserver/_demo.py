@@ -147,7 +147,7 @@ def _report(echo: Echo, snapshot: Snapshot, stats: ExporterStats, known: list[st
     echo("  otel-bucket devserver           a devserver that stays up: http://127.0.0.1:8787/")
     echo("  otel-bucket demo --serve        this demo, keeping its page open to browse")
     echo("  examples/quickstart.py          the same in your own script (see examples/README.md)")
-    echo("  README.md                       the two-line setup for your app, and the conventions")
+    echo("  docs/getting-started.md         the setup for your own app, then docs/conventions.md")
     return True
 
 
