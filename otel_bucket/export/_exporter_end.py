@@ -9,7 +9,7 @@ calls on disk before they are sent (``keep_in_spool``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from opentelemetry.sdk.trace import ReadableSpan
 
@@ -31,8 +31,7 @@ class ExporterEnd(ExporterBooks):
     _dispatcher: Dispatcher
     _shut_down: bool
 
-    def _plan(self, spans: Sequence[ReadableSpan]) -> list[Pending]:
-        raise NotImplementedError
+    _plan: Callable[[Sequence[ReadableSpan]], list[Pending]]  # the exporter's mapping
 
     def keep_in_spool(self, spans: Sequence[ReadableSpan] = (), *, last: bool = False) -> int:
         """Write the calls of ``spans``, and those waiting in memory, to the spool now instead
