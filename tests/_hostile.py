@@ -23,6 +23,7 @@ class Request:
     path: str
     headers: dict[str, str]
     body: bytes
+    raw: bytes = b""  # the request as it came, head and body
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class Act:
     drip_body: bool = False  # send the headers at once and drip only the body
     endless: bool = False  # announce a huge body and stream it until the client hangs up
     hang_up: bool = False  # close the connection without answering
+    raw: bytes | None = None  # send these bytes as the whole answer, framing and all
+    close: bool = False  # close the connection after answering
 
 
 Behaviour = Callable[[Request], Act]
@@ -99,10 +102,13 @@ class HostileServer:
             line = reader.readline()  # type: ignore[attr-defined]
             if not line:
                 return None
+            raw = line
             method, path, _ = line.decode("latin-1").split(" ", 2)
             headers: dict[str, str] = {}
             while True:
-                header = reader.readline().decode("latin-1")  # type: ignore[attr-defined]
+                header_line = reader.readline()  # type: ignore[attr-defined]
+                raw += header_line
+                header = header_line.decode("latin-1")
                 if header in ("\r\n", "\n", ""):
                     break
                 name, _, value = header.partition(":")
@@ -111,7 +117,7 @@ class HostileServer:
         except (OSError, ValueError):
             return None
         with self._lock:
-            request = Request(len(self.requests), method, path, headers, body)
+            request = Request(len(self.requests), method, path, headers, body, raw + body)
             self.requests.append(request)
             self._lock.notify_all()
         return request
@@ -122,6 +128,13 @@ class HostileServer:
             self._release.wait(act.delay)
         if act.hang_up:
             return False
+        if act.raw is not None:
+            try:
+                conn.sendall(act.raw)
+            except OSError:
+                return False
+            self._count(len(act.raw))
+            return not act.close
         length = str(10**12) if act.endless else str(len(act.body))
         head = [f"HTTP/1.1 {act.status} X", f"Content-Length: {length}"]
         head += [f"{k}: {v}" for k, v in act.headers.items()]
@@ -145,7 +158,7 @@ class HostileServer:
             with self._lock:
                 self.hung_up.append(request.index)
             return False
-        return not act.endless
+        return not act.endless and not act.close
 
     def _count(self, sent: int) -> None:
         with self._lock:

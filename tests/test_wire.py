@@ -1,97 +1,60 @@
-"""``_wire``: one HTTP/1.1 exchange by hand, against a raw-socket server on 127.0.0.1 that
-answers each request with scripted bytes (so every framing an HTTP server may use is seen)."""
+"""``_wire``: one HTTP/1.1 exchange by hand, against the raw-socket ``HostileServer`` on
+127.0.0.1 answering each request with scripted bytes (so every framing a server may use is
+seen)."""
 
 from __future__ import annotations
 
 import http.client
 import socket
-import threading
 from collections.abc import Iterator
 
 import pytest
 
 from otel_bucket.delivery._wire import Reply, exchange, request_head
+from tests._hostile import Act, HostileServer
 
 HEAD = request_head("/base/KEY/event", "127.0.0.1:9", {"Content-Type": "application/json"})
 
 
-class Scripted:
-    """Accepts one connection; answers the n-th request with ``answers[n]`` (then closes if
-    ``close_after`` says so); keeps what it read."""
-
-    def __init__(self, answers: list[bytes], close_after: bool = False) -> None:
-        self.answers = answers
-        self.close_after = close_after
-        self.received: list[bytes] = []
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self.port = self._server.getsockname()[1]
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        conn, _ = self._server.accept()
-        with conn:
-            buffer = b""
-            for answer in self.answers:
-                while b"\r\n\r\n" not in buffer:
-                    data = conn.recv(65536)
-                    if not data:
-                        return
-                    buffer += data
-                head, _, rest = buffer.partition(b"\r\n\r\n")
-                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
-                while len(rest) < length:
-                    rest += conn.recv(65536)
-                self.received.append(head + b"\r\n\r\n" + rest[:length])
-                buffer = rest[length:]
-                conn.sendall(answer)
-            if self.close_after:
-                conn.shutdown(socket.SHUT_RDWR)
-
-    def connect(self) -> socket.socket:
-        return socket.create_connection(("127.0.0.1", self.port), timeout=5)
-
-    def close(self) -> None:
-        self._thread.join(5)
-        self._server.close()
-
-
 @pytest.fixture
-def serve() -> Iterator[list[Scripted]]:
-    servers: list[Scripted] = []
-    yield servers
-    for server in servers:
-        server.close()
+def hostile() -> Iterator[HostileServer]:
+    server = HostileServer()
+    yield server
+    server.close()
 
 
-def one(serve: list[Scripted], answer: bytes, close_after: bool = False) -> Reply:
-    server = Scripted([answer], close_after=close_after)
-    serve.append(server)
-    with server.connect() as sock:
+def connect(server: HostileServer) -> socket.socket:
+    port = int(server.url.rsplit(":", 1)[1])
+    return socket.create_connection(("127.0.0.1", port), timeout=5)
+
+
+def one(hostile: HostileServer, answer: bytes, close_after: bool = False) -> Reply:
+    hostile.behaviour = lambda request: Act(raw=answer, close=close_after)
+    with connect(hostile) as sock:
         return exchange(sock, HEAD, b'{"a":1}', 1024)
 
 
-def test_the_request_is_a_plain_http_11_post(serve: list[Scripted]) -> None:
+def test_the_request_is_a_plain_http_11_post(hostile: HostileServer) -> None:
     """One request line, Host, identity encoding, our headers and the exact Content-Length;
     two exchanges share the connection."""
     ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-    server = Scripted([ok, ok])
-    serve.append(server)
-    with server.connect() as sock:
+    hostile.behaviour = lambda request: Act(raw=ok)
+    with connect(hostile) as sock:
         first = exchange(sock, HEAD, b'{"a":1}', 1024)
         second = exchange(sock, HEAD, b"{}", 1024)
     assert (first.status, first.body, first.reusable) == (200, b"ok", True)
     assert second.status == 200 and second.reusable
-    assert server.received[0] == (
+    received = [request.raw for request in hostile.requests]
+    assert received[0] == (
         b"POST /base/KEY/event HTTP/1.1\r\nHost: 127.0.0.1:9\r\nAccept-Encoding: identity\r\n"
         b'Content-Type: application/json\r\nContent-Length: 7\r\n\r\n{"a":1}'
     )
-    assert server.received[1].endswith(b"Content-Length: 2\r\n\r\n{}")
+    assert received[1].endswith(b"Content-Length: 2\r\n\r\n{}")
 
 
-def test_a_chunked_error_answer_is_read_with_its_retry_after(serve: list[Scripted]) -> None:
+def test_a_chunked_error_answer_is_read_with_its_retry_after(hostile: HostileServer) -> None:
     reply = one(
-        serve,
+        hostile,
         b"HTTP/1.1 503 Busy\r\nretry-after: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
         b"5;ext=1\r\nslow \r\n4\r\ndown\r\n0\r\nX-Trailer: 1\r\n\r\n",
     )
@@ -103,9 +66,9 @@ def test_a_chunked_error_answer_is_read_with_its_retry_after(serve: list[Scripte
     )
 
 
-def test_an_interim_100_continue_is_skipped(serve: list[Scripted]) -> None:
+def test_an_interim_100_continue_is_skipped(hostile: HostileServer) -> None:
     reply = one(
-        serve, b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n"
+        hostile, b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n"
     )
     assert (reply.status, reply.reusable) == (202, True)
 
@@ -121,26 +84,26 @@ def test_an_interim_100_continue_is_skipped(serve: list[Scripted]) -> None:
     ],
 )
 def test_a_connection_is_kept_only_when_the_server_keeps_it_and_all_was_read(
-    serve: list[Scripted], answer: bytes, reusable: bool
+    hostile: HostileServer, answer: bytes, reusable: bool
 ) -> None:
-    reply = one(serve, answer)
+    reply = one(hostile, answer)
     assert reply.status in (200, 204) and reply.reusable is reusable
 
 
 def test_a_long_body_is_read_to_the_limit_and_the_connection_dropped(
-    serve: list[Scripted],
+    hostile: HostileServer,
 ) -> None:
-    reply = one(serve, b"HTTP/1.1 400 Bad\r\nContent-Length: 5000\r\n\r\n" + b"x" * 5000)
+    reply = one(hostile, b"HTTP/1.1 400 Bad\r\nContent-Length: 5000\r\n\r\n" + b"x" * 5000)
     assert (reply.status, len(reply.body), reply.reusable) == (400, 1024, False)
     chunked = one(
-        serve,
+        hostile,
         b"HTTP/1.1 400 Bad\r\nTransfer-Encoding: chunked\r\n\r\n1388\r\n" + b"y" * 5000 + b"\r\n",
     )
     assert (chunked.status, chunked.body, chunked.reusable) == (400, b"y" * 1024, False)
 
 
-def test_a_body_ended_by_the_connection_is_read_to_its_end(serve: list[Scripted]) -> None:
-    reply = one(serve, b"HTTP/1.1 500 Oops\r\nLocation: /x\r\n\r\nall of it", close_after=True)
+def test_a_body_ended_by_the_connection_is_read_to_its_end(hostile: HostileServer) -> None:
+    reply = one(hostile, b"HTTP/1.1 500 Oops\r\nLocation: /x\r\n\r\nall of it", close_after=True)
     assert (reply.status, reply.location, reply.body, reply.reusable) == (
         500,
         "/x",
@@ -149,11 +112,11 @@ def test_a_body_ended_by_the_connection_is_read_to_its_end(serve: list[Scripted]
     )
 
 
-def test_a_body_that_breaks_off_keeps_the_status(serve: list[Scripted]) -> None:
-    reply = one(serve, b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npart", close_after=True)
+def test_a_body_that_breaks_off_keeps_the_status(hostile: HostileServer) -> None:
+    reply = one(hostile, b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npart", close_after=True)
     assert (reply.status, reply.body, reply.reusable) == (200, b"part", False)
     broken = one(
-        serve,
+        hostile,
         b"HTTP/1.1 503 X\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
         close_after=True,
     )
@@ -173,7 +136,7 @@ def test_a_body_that_breaks_off_keeps_the_status(serve: list[Scripted]) -> None:
     ],
 )
 def test_a_malformed_answer_raises_http_clients_errors(
-    serve: list[Scripted], answer: bytes, error: type[Exception]
+    hostile: HostileServer, answer: bytes, error: type[Exception]
 ) -> None:
     with pytest.raises(error):
-        one(serve, answer, close_after=True)
+        one(hostile, answer, close_after=True)
