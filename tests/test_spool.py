@@ -173,6 +173,25 @@ def test_close_gives_leases_back(path: Path, clock: Clock) -> None:
         b.close()
 
 
+def test_retire_gives_leases_back_and_claims_no_more(path: Path, clock: Clock) -> None:
+    """retire() (a process that sends no more: a reloader's child at Ctrl-C, the exporter at
+    shutdown): its leases end, a later claim from it (another of its threads, racing) takes
+    nothing, so nothing stays leased by a process about to be killed; puts still go in."""
+    a = Spool(path, clock=clock)
+    b = Spool(path, clock=clock)
+    try:
+        a.put([event(i) for i in range(3)])
+        assert len(a.claim(2)) == 2
+        a.retire()
+        assert a.claim(3) == []
+        assert a.info().leased == 0
+        assert a.put([event(3)]) == 1
+        assert seqs(b.claim(10)) == [0, 1, 2, 3]
+    finally:
+        a.close()
+        b.close()
+
+
 def test_calls_that_are_not_json_are_counted_not_stored(
     spool: Spool, caplog: pytest.LogCaptureFixture
 ) -> None:

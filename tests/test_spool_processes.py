@@ -122,30 +122,55 @@ def test_sigkill_during_writes_keeps_every_committed_call(
     assert not list(path.parent.glob("*.corrupt-*"))
 
 
-def test_a_killed_holders_calls_are_claimable_once_its_lease_expires(
-    path: Path, started: list[Running]
-) -> None:
-    """A process killed while holding calls: others skip them until the lease ends, then the
-    next claim takes them, oldest first."""
+def test_a_killed_holders_calls_are_claimable_at_once(path: Path, started: list[Running]) -> None:
+    """A process of this machine holding calls: others skip them while it runs; killed with
+    SIGKILL (no release), the next claim takes them at once, oldest first, long before the
+    lease would have expired, also while the dead process is a zombie not yet waited for."""
     fill(path, 300)
-    env = child_env(SPOOL_LEASE="30")
+    env = child_env(SPOOL_LEASE="600")
     holder = Running(worker("hold", path, 100), env=env)
     started.append(holder)
     held = ids(holder.expect("^claimed ").string)
     assert held == list(range(1, 101))
+    alive = Spool(path)
+    try:
+        others = alive.claim(1000)
+        assert [c.id for c in others] == list(range(101, 301))  # the holder still runs
+        assert alive.ack([c.id for c in others]) == 200
+    finally:
+        alive.close()
     os.kill(holder.proc.pid, signal.SIGKILL)
-    holder.wait()
+    dead = Spool(path)
+    try:
+        # Waits until it is dead (SIGKILL: at once); WNOWAIT leaves it a zombie for wait().
+        os.waitid(os.P_PID, holder.proc.pid, os.WEXITED | os.WNOWAIT)
+        assert [c.id for c in dead.claim(1000)] == held
+    finally:
+        dead.close()
+        assert holder.wait() == -signal.SIGKILL
+
+
+def test_a_holder_that_cannot_be_checked_keeps_its_lease_until_it_expires(path: Path) -> None:
+    """A lease whose holder is not a process of this machine and PID namespace (a spool shared
+    by containers, or a file written by an older version) is left to its expiry: no process
+    is taken for dead that may be alive elsewhere. Nor is a live holder of this process."""
+    fill(path, 3)
+    holder = Spool(path, lease_seconds=30)
+    holder.claim(3)
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "UPDATE calls SET lease_owner = ? WHERE id = 1", (f"{2**22 + 7}.elsewhere-0123",)
+        )
+        conn.execute("UPDATE calls SET lease_owner = ? WHERE id = 2", (f"{2**22 + 7}-0123",))
     now = Spool(path)
     later = Spool(path, clock=lambda: time.time() + 31)
     try:
-        others = now.claim(1000)
-        assert [c.id for c in others] == list(range(101, 301))
-        assert now.ack([c.id for c in others]) == 200
-        assert now.claim(1000) == []  # the dead holder's lease still runs
-        assert [c.id for c in later.claim(1000)] == held
+        assert now.claim(10) == []
+        assert [c.id for c in later.claim(10)] == [1, 2, 3]
     finally:
         now.close()
         later.close()
+        holder.close()
 
 
 def _flooded(result: subprocess.CompletedProcess[str]) -> tuple[int, str]:

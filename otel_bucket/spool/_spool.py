@@ -1,7 +1,8 @@
 """A durable spool of calls that could not be delivered: one SQLite file, shared by processes.
 
 Calls go in with ``put`` and come out with ``claim`` under a lease, which ``ack`` (delivered or
-rejected for good: delete) or ``release`` (failed again) ends; a lease whose holder died expires.
+rejected for good: delete) or ``release`` (failed again) ends; a lease whose holder died expires,
+or ends at once when that holder is a process of this machine known to be gone (``_spool_owners``).
 A spool problem never reaches the caller: the spool turns itself off with one warning.
 """
 
@@ -14,7 +15,6 @@ import os
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -34,6 +34,7 @@ from otel_bucket.spool._spool_db import (
 )
 from otel_bucket.spool._spool_info import SpoolInfo, read_info
 from otel_bucket.spool._spool_log import Harm, SpoolLog
+from otel_bucket.spool._spool_owners import gone, new_owner
 from otel_bucket.spool._spool_queue import SpooledCall
 from otel_bucket.spool._spool_sweep import sweep
 
@@ -45,6 +46,7 @@ _T = TypeVar("_T")
 
 DEFAULT_LEASE = 120.0
 _SWEEP_EVERY = 3600.0  # seconds between two sweeps of the directory's other files, at most
+_OWNERS_EVERY = 5.0  # seconds between two looks for leases whose holder is gone, at most
 
 # Connections inherited through fork(): never used (SQLite forbids it) and never closed (closing
 # could disturb the parent's locks), only kept from the garbage collector.
@@ -106,8 +108,10 @@ class Spool:
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._pid = os.getpid()
-        self._owner = f"{self._pid}-{uuid.uuid4().hex[:12]}"
+        self._owner = new_owner()
         self._disabled = False
+        self._retired = False  # retire(): no more claims from this object
+        self._next_owners = float("-inf")
         self._stored = self._acked = self._dropped = 0
         self._log = SpoolLog(self._path, self._max_age, max_bytes, clock)
         self._file: FileId = None  # the file self._conn has open
@@ -175,8 +179,13 @@ class Spool:
             raise ValueError(f"limit must be >= 1, got {limit!r}")
 
         def claim(conn: sqlite3.Connection) -> list[SpooledCall]:
+            if self._retired:
+                return []
             now = self._clock()
             with immediate(conn):
+                if now >= self._next_owners:
+                    self._next_owners = now + _OWNERS_EVERY
+                    spool_queue.free_gone(conn, now, gone)
                 taken, unreadable = spool_queue.lease(
                     conn, limit, now, now + self._lease, self._owner
                 )
@@ -215,6 +224,14 @@ class Spool:
         return self._run(
             lambda conn: read_info(conn, self._path, self._clock()), empty, create=False
         )
+
+    def retire(self) -> None:
+        """``close`` for good as a sender: no call is claimed from this object any more (a
+        claim racing with this returns none rather than leasing calls again that this process
+        will not send); ``put`` and the rest still work."""
+        with self._lock:
+            self._retired = True
+        self.close()
 
     def close(self) -> None:
         """Give back this object's leases and close the file; a later call opens it again."""
@@ -368,7 +385,7 @@ class Spool:
             self._conn = None
         self._pid = os.getpid()
         # The parent's leases stay the parent's: the child is a holder of its own.
-        self._owner = f"{self._pid}-{uuid.uuid4().hex[:12]}"
+        self._owner = new_owner()
 
     def _after_fork(self) -> None:
         self._lock = threading.Lock()  # another thread may have held it at fork()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from otel_bucket.ground._call import Call
@@ -20,6 +20,7 @@ __all__ = [
     "drop_older",
     "encode",
     "enforce_limits",
+    "free_gone",
     "insert",
     "lease",
     "release",
@@ -183,3 +184,12 @@ def release(conn: sqlite3.Connection, ids: Sequence[int] | None, owner: str) -> 
     return sum(
         conn.execute(f"{clear} AND id IN ({_marks(c)})", (owner, *c)).rowcount for c in _chunks(ids)
     )
+
+
+def free_gone(conn: sqlite3.Connection, now: float, gone: Callable[[str], bool]) -> int:
+    """End the live leases of holders that ``gone`` says no longer run; return how many."""
+    owners = conn.execute(
+        "SELECT DISTINCT lease_owner FROM calls WHERE lease_until > ? AND lease_owner IS NOT NULL",
+        (now,),
+    ).fetchall()
+    return sum(release(conn, None, owner) for (owner,) in owners if gone(owner))

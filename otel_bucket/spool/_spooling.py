@@ -143,6 +143,7 @@ class Spooling:
         self._next_look = 0.0
 
     def close(self) -> None:
+        """This process sends no more: answers written, leases given back, no more claims."""
         self.flush()
         if self.spool is not None:
-            self.spool.close()
+            self.spool.retire()
