@@ -18,6 +18,8 @@ import pytest
 
 from otel_bucket.ground._call import Call
 from otel_bucket.spool._spool import Spool
+from otel_bucket.spool._spool_paths import spool_path
+from tests._capture import CaptureServer
 from tests._running import Running, child_env, python, run
 
 pytestmark = [
@@ -148,6 +150,39 @@ def test_a_killed_holders_calls_are_claimable_at_once(path: Path, started: list[
     finally:
         dead.close()
         assert holder.wait() == -signal.SIGKILL
+
+
+def test_the_cli_tells_and_sends_what_a_killed_process_held(
+    tmp_path: Path, server: CaptureServer, started: list[Running]
+) -> None:
+    """A process killed while it held every call of a spool: `otel-bucket spool` says they are
+    held by a process that is gone (not "being sent"), and `otel-bucket spool flush` sends them
+    at once, without waiting for the 10-minute lease or for that process."""
+    directory = tmp_path / "spool"
+    env = child_env(
+        BUCKET_SPOOL_DIR=str(directory),
+        BUCKET_TRACKING_KEY="k",
+        BUCKET_ENDPOINT=server.url,
+        SPOOL_LEASE="600",
+    )
+    path = spool_path(directory, server.url, "k")
+    fill(path, 40)
+    holder = Running(worker("hold", path, 40), env=env)
+    started.append(holder)
+    assert len(ids(holder.expect("^claimed ").string)) == 40
+    os.kill(holder.proc.pid, signal.SIGKILL)
+    assert holder.wait() == -signal.SIGKILL
+    status = run([*python("-m", "otel_bucket"), "spool"], env=env)
+    assert "  40 call(s): 40 event (40 held by a process that is gone" in status.stdout, (
+        status.stdout + status.stderr
+    )
+    flushed = run([*python("-m", "otel_bucket"), "spool", "flush"], env=env)
+    assert flushed.returncode == 0, flushed.stdout + flushed.stderr
+    assert "Another process" not in flushed.stdout
+    assert "40 delivered" in flushed.stdout
+    assert sorted(call["userId"] for call in server.calls("event")) == sorted(
+        f"u{i}" for i in range(40)
+    )
 
 
 def test_a_holder_that_cannot_be_checked_keeps_its_lease_until_it_expires(path: Path) -> None:

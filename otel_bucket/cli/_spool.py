@@ -145,7 +145,12 @@ def _show(directory: Path, max_age: float) -> int:
             say(f"  empty, {_size(info.size)} on disk")
             continue
         methods = ", ".join(f"{n} {m}" for m, n in sorted(info.calls.items(), key=_phase))
-        sending = f" ({info.leased} being sent)" if info.leased else ""
+        held = []
+        if info.leased > info.orphaned:
+            held.append(f"{info.leased - info.orphaned} being sent")
+        if info.orphaned:
+            held.append(f"{info.orphaned} held by a process that is gone, sent by the next one")
+        sending = f" ({', '.join(held)})" if held else ""
         say(f"  {info.total} call(s): {methods}{sending}")
         spooled = _span(_when(info.oldest), _when(info.newest))
         if info.made_first and info.made_last:
@@ -259,8 +264,9 @@ def _flush(directory: Path) -> int:
         parts.append(f"{stats.deduplicated} skipped as duplicates")
     if elsewhere:
         parts.append(f"{elsewhere} sent by another process")
-    sending = f" ({end.leased} being sent by another process)" if end.leased else ""
+    live = end.leased - end.orphaned  # a gone holder's calls: the next claim takes them
+    sending = f" ({live} being sent by another process)" if live else ""
     parts.append(f"{end.total} still waiting{sending}")
     expired = f" ({start.expired} too old to send were dropped)" if start.expired else ""
     say(f"{before} call(s) were waiting for {settings.endpoint}{expired}: {', '.join(parts)}.")
-    return 0 if end.total == end.leased else 1
+    return 0 if end.total == live else 1

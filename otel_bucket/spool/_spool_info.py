@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from otel_bucket.spool._spool_db import error_kind, file_state, meta
+from otel_bucket.spool._spool_owners import gone
 
 __all__ = ["SpoolInfo", "disk_size", "read_info", "read_spool"]
 
@@ -23,6 +24,9 @@ class SpoolInfo:
     """Calls per method."""
     leased: int = 0
     """Calls a process holds under a lease (sending them now, or died while it did)."""
+    orphaned: int = 0
+    """Of ``leased``: calls whose holder, a process of this machine, is gone (killed while it
+    sent them); the next process to claim calls from the file takes them at once."""
     oldest: float | None = None
     """When the oldest call was spooled (seconds since the epoch)."""
     newest: float | None = None
@@ -74,6 +78,10 @@ def read_info(
             " COALESCE(SUM(spooled < ?), 0) FROM calls",
             (now, float("-inf") if max_age is None else now - max_age),
         ).fetchone()
+        holders = conn.execute(
+            "SELECT lease_owner, COUNT(*) FROM calls WHERE lease_until > ? GROUP BY lease_owner",
+            (now,),
+        ).fetchall()
         made = _made(conn)
         endpoint = meta(conn, "endpoint")
     finally:
@@ -82,6 +90,7 @@ def read_info(
         path=path,
         calls=calls,
         leased=leased,
+        orphaned=sum(n for owner, n in holders if isinstance(owner, str) and gone(owner)),
         oldest=oldest,
         newest=newest,
         made_first=made[0],
