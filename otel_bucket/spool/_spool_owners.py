@@ -3,9 +3,10 @@
 A lease ends when its holder acks or releases its calls, or when it expires (``lease_seconds``,
 2 minutes by default). A process killed with SIGKILL (a reloader's child 0.25 s after Ctrl-C,
 the OOM killer, ``docker kill``) does neither, and its calls would wait for the expiry. So a
-lease names its holder: its process id and the machine and PID namespace it runs in. Another
-process of the same machine and namespace (the next server started, ``otel-bucket spool
-flush``) sees that this process no longer exists, and takes the calls at once.
+lease names its holder: its process id and the machine (host name, boot) and PID namespace it
+runs in. Another process of the same machine and namespace (the next server started,
+``otel-bucket spool flush``) sees that this process no longer exists, and takes the calls at
+once.
 
 Only a holder known to be gone frees its leases early: another machine's (a spool directory
 shared by containers), another namespace's, an unknown format (an older version's), or a
@@ -27,12 +28,18 @@ __all__ = ["gone", "new_owner"]
 
 @functools.cache
 def _place() -> str:
-    """This machine and PID namespace, as a short stable token."""
+    """This machine (its host name and, on Linux, its kernel's boot id: two containers named
+    alike on two nodes differ) and PID namespace, as a short stable token."""
     try:
         namespace = os.readlink("/proc/self/ns/pid")  # e.g. "pid:[4026531836]"
     except OSError:
         namespace = ""
-    token = f"{socket.gethostname()}|{namespace}"
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as boot:
+            boot_id = boot.read().strip()
+    except (OSError, ValueError):
+        boot_id = ""
+    token = f"{socket.gethostname()}|{boot_id}|{namespace}"
     return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()[:12]
 
 
