@@ -17,6 +17,7 @@ from otel_bucket.spool._spool import Spool
 from otel_bucket.spool._spool_paths import spool_path
 from tests._capture import CaptureServer, Reply
 from tests._hostile import Act, HostileServer
+from tests._running import free_port
 from tests._spans import FakeClock, balanced, make_spans
 
 KEY = "trCORE-key-7"
@@ -199,3 +200,41 @@ def test_a_drain_out_of_time_says_so_not_that_the_endpoint_did_not_answer(
     assert len(errors) == 1, errors
     assert "drain's time ran out" in errors[0] and "0.2" in errors[0]
     assert "no answer before the deadline" not in errors[0]
+
+
+def test_an_outage_with_a_spool_wakes_for_the_probe_only(
+    clock: FakeClock, made: list[BucketSpanExporter], tmp_path: Path
+) -> None:
+    """The endpoint down (connections refused) while a spool holds calls: a look in the spool
+    that is due is no reason to wake while the endpoint is down (it made the timekeeper wake
+    without waiting, 40 % of a core for as long as an outage lasted); the next wake is the
+    endpoint's next probe. With no call left in memory to probe with, a spooled call is the
+    probe: once the endpoint answers again, the spool is delivered."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    spool = Spool(spool_path(tmp_path, url, KEY), endpoint=url)
+    assert spool.put([Call("event", {"event": f"E{i}", "userId": "u"}) for i in range(10)]) == 10
+    spool.close()
+    exporter = build(made, url, clock=clock, spool_dir=tmp_path, timeout=1)
+    exporter.force_flush()
+    dispatcher = exporter._dispatcher
+    assert exporter._gate.is_down()
+    exporter._spooling.look_now()
+    with dispatcher._lock:
+        wake = dispatcher._next_event()
+    assert wake is not None and wake > clock.now  # the probe, not the spool's look
+    exporter.keep_in_spool()  # memory is empty now; the spool holds them all
+    assert spool.info().total == 10
+    spool.close()
+    assert dispatcher.pending == 0 and exporter._gate.is_down()
+    with dispatcher._lock:
+        probe = dispatcher._next_event()
+    assert probe is not None and probe > clock.now
+    back = CaptureServer(port=port)  # the endpoint answers again
+    try:
+        clock.now = probe
+        assert exporter.force_flush()
+        assert sorted(call["event"] for call in back.calls("event")) == [f"E{i}" for i in range(10)]
+    finally:
+        back.close()
+    assert exporter.stats.delivered == 10 and balanced(exporter.stats)

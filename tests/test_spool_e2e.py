@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 
 from otel_bucket import BucketSpanExporter
+from otel_bucket.ground._call import Call
+from otel_bucket.spool._spool import Spool
 from otel_bucket.spool._spool_info import read_spool
-from otel_bucket.spool._spool_paths import list_spools
+from otel_bucket.spool._spool_paths import list_spools, spool_path
 from tests._capture import CaptureServer, Reply
 from tests._running import Running, child_env, free_port, python, run
 from tests._spans import make_spans
@@ -128,6 +130,47 @@ def test_calls_survive_an_outage_and_a_restart(
     assert _numbers(server) == Counter(range(500))
     assert all(call["timestamp"] < restarted for call in server.calls("event"))
     assert read_spool(spool).total == 0
+
+
+# Starts during an outage, makes no call of its own; says "down" once every call it took from
+# the spool failed and went back there (nothing left in memory to probe the endpoint with).
+WAITER = textwrap.dedent(
+    """
+    import sys, threading
+    from otel_bucket import install
+    processor = install(tracking_key=sys.argv[1], endpoint=sys.argv[2], timeout=1)
+    exporter = processor.exporter
+    tick = threading.Event()
+    while not (exporter.stats.unspooled and exporter.pending == 0 and exporter._gate.is_down()):
+        tick.wait(0.05)
+    print("down", flush=True)
+    sys.stdin.read()
+    """
+)
+
+
+def test_a_process_started_in_an_outage_sends_its_spool_once_the_endpoint_is_back(
+    refused: str, spool_dir: Path, server: CaptureServer
+) -> None:
+    """The spool holds a few calls, and the endpoint still refuses when the next process
+    starts: what it takes from the spool fails and goes back, and nothing is left in memory to
+    probe the endpoint with. When the endpoint answers again, the process sends the spool on
+    its own, with no new traffic (a spooled call is its probe). Before, it sent nothing until
+    a span came, and its timekeeper woke without waiting meanwhile (40 % of a core)."""
+    spool = Spool(spool_path(spool_dir, refused, KEY), endpoint=refused)
+    calls = [
+        Call("event", {"event": "Export", "userId": "u1", "attributes": {"i": i}}) for i in range(5)
+    ]
+    assert spool.put(calls) == 5
+    spool.close()
+    waiter = Running(python("-c", WAITER, KEY, refused), env=_env(spool_dir), stdin=True)
+    try:
+        waiter.expect("^down$", timeout=60)
+        server.wait_for(5, timeout=60)  # the endpoint is back (the server starts here)
+    finally:
+        _stop(waiter)
+    assert _numbers(server) == Counter(range(5))
+    assert read_spool(spool.path).total == 0
 
 
 def test_a_process_killed_while_spooling_leaves_a_sound_spool(

@@ -183,7 +183,7 @@ class Senders:
         due = self.queue.next_due()
         if due is not None and due < wake:
             return True
-        look = self._books.may_refill() if self._horizon is None else None
+        look = self._refill_at(self._clock.monotonic())
         return look is not None and look < wake
 
     def _needs_timekeeper(self) -> bool:
@@ -221,7 +221,8 @@ class Senders:
         now = self._clock.monotonic()
         queue = self.queue
         queue.promote(now)
-        if queue.ready < _REFILL_BELOW and self._may_refill(now):
+        refill_at = self._refill_at(now) if queue.ready < _REFILL_BELOW else None
+        if refill_at is not None and refill_at <= now:
             self._refilling = True
             return _REFILL
         if not queue.ready:
@@ -263,13 +264,21 @@ class Senders:
         start = METHODS.index(first)
         return [*METHODS[start:], *METHODS[:start]]
 
-    def _may_refill(self, now: float) -> bool:
+    def _refill_at(self, now: float) -> float | None:
+        """With the lock held: when the spool may be asked for calls (None: not by time). Not
+        while the endpoint is down, unless memory holds no call to probe it with: then a
+        spooled call is the probe, once one is due."""
         if self._refilling or self._horizon is not None:
-            return False
-        when = self._books.may_refill()
-        if when is None or when > now or len(self.queue) >= self._memory_limit // 2:
-            return False
-        return not self._gate.is_down() and now >= self._gate.not_before()
+            return None
+        look = self._books.may_refill()
+        if look is None or len(self.queue) >= self._memory_limit // 2:
+            return None
+        if self._gate.is_down():
+            if len(self.queue):
+                return None  # its calls probe the endpoint; the spool waits until it answers
+            admission, until = self._gate.admit(METHODS[0], take_probe=False)
+            return max(look, until if admission in (Admission.CLOSED, Admission.WAIT) else now)
+        return max(look, self._gate.not_before())
 
     def _next_event(self) -> float | None:
         """With the lock held: when a call may become sendable by time (None: no call waits
@@ -282,9 +291,9 @@ class Senders:
         due = self.queue.next_due()  # a backoff ends, or an event stops waiting
         if due is not None:
             times.append(max(due, self._gate.not_before()))  # none goes before a Retry-After
-        look = self._books.may_refill() if self._horizon is None else None
-        if look is not None and len(self.queue) < self._memory_limit // 2:
-            times.append(max(look, self._gate.not_before()))
+        look = self._refill_at(now)
+        if look is not None:
+            times.append(look)
         return max(min(times), now) if times else None
 
     # -- one attempt ----------------------------------------------------------------------------
