@@ -450,6 +450,25 @@ def test_an_exporter_dropped_without_shutdown_leaks_no_thread_or_socket(
     assert client_sockets() <= fds_before
 
 
+def test_a_burst_starts_no_more_senders_than_it_has_calls(hostile: HostileServer) -> None:
+    """30 calls at once to an endpoint that answers after 0.2 s: at most one sender thread per
+    call. Before, each starting sender counted the ready calls again, for threads that were
+    starting to take them too, and one burst started all 128 threads the ceiling allows."""
+    hostile.behaviour = lambda r: Act(delay=0.2)
+    before = {t for t in threading.enumerate() if t.name.startswith("otel-bucket-sender")}
+    exporter = BucketSpanExporter(KEY, endpoint=hostile.url)
+    try:
+        assert exporter.export(make_spans(*[{"enduser.id": f"u{i}"} for i in range(30)]))
+        started = [
+            t
+            for t in threading.enumerate()
+            if t.name.startswith("otel-bucket-sender") and t not in before
+        ]
+        assert 1 < len(started) <= 30
+    finally:
+        exporter.shutdown()
+
+
 def test_a_retry_after_date_in_the_future_is_honoured(
     hostile: HostileServer, clock: FakeClock, made: list[BucketSpanExporter]
 ) -> None:

@@ -86,6 +86,7 @@ class Senders:
         self._limits = {method: Limiter(ceiling) for method in METHODS}
         self.latency = Latency()
         self._threads = 0
+        self._starting = 0  # started threads that have not looked for a call yet
         self._idle = 0
         self._timekeeper = False
         self._keeper_wake = 0.0  # when the timekeeper wakes by itself (on the clock)
@@ -119,20 +120,22 @@ class Senders:
         if waking > 0:
             self._work.notify(waking)
         room = min(self._ceiling, self.latency.useful_in_flight()) - self._threads
-        more = max(min(ready - waking, room), 0)
+        more = max(min(ready - waking - self._starting, room), 0)  # a starting one takes a call
         if not self._background and self._callers == 0:
             return 0  # an injected clock: senders run only while someone waits for calls
         self._threads += more
+        self._starting += more
         return more
 
     def _start(self, count: int) -> None:
-        for _ in range(count):
+        for started in range(count):
             thread = threading.Thread(target=self._serve, name="otel-bucket-sender", daemon=True)
             try:
                 thread.start()
             except RuntimeError:  # interpreter shutting down: the callers send
                 with self._lock:
-                    self._threads -= 1
+                    self._threads -= count - started
+                    self._starting -= count - started
                 return
 
     def _serve(self) -> None:
@@ -140,19 +143,20 @@ class Senders:
         context.attach(suppressing())  # for this thread's whole life
         try:
             self._loop()
-        except ReferenceError:  # the exporter was dropped without a shutdown: end quietly
-            with self._lock:
-                self._threads -= 1
-        except BaseException:  # our own fault: never let a sender die silently
-            _log.exception("otel-bucket sender failed")
+        except BaseException as exc:  # our own fault: never let a sender die silently
+            if not isinstance(exc, ReferenceError):  # else: the exporter was dropped unshut
+                _log.exception("otel-bucket sender failed")
             with self._lock:
                 self._threads -= 1
 
     def _loop(self) -> None:
         idle_since: float | None = None
         told = False  # the books heard that this sender is idle
+        starting = 1  # this thread counts among the starting ones until it looks for a call
         while True:
             with self._lock:
+                self._starting -= starting
+                starting = 0
                 # With an injected clock, helpers send only while someone waits for calls.
                 action = self._next() if self._background or self._callers else None
                 if action is None:
@@ -180,11 +184,8 @@ class Senders:
         wake = self._keeper_wake
         if not self._gate.clear(self._clock.monotonic()):
             return True
-        due = self.queue.next_due()
-        if due is not None and due < wake:
-            return True
-        look = self._refill_at(self._clock.monotonic())
-        return look is not None and look < wake
+        due, look = self.queue.next_due(), self._refill_at(self._clock.monotonic())
+        return any(when is not None and when < wake for when in (due, look))
 
     def _needs_timekeeper(self) -> bool:
         return self._threads == 1 and (len(self.queue) > 0 or self._books.may_refill() is not None)
