@@ -207,7 +207,7 @@ def test_an_outage_with_a_spool_wakes_for_the_probe_only(
 ) -> None:
     """The endpoint down (connections refused) while a spool holds calls: a look in the spool
     that is due is no reason to wake while the endpoint is down (it made the timekeeper wake
-    without waiting, 40 % of a core for as long as an outage lasted); the next wake is the
+    without waiting, a third of a core for as long as an outage lasted); the next wake is the
     endpoint's next probe. With no call left in memory to probe with, a spooled call is the
     probe: once the endpoint answers again, the spool is delivered."""
     port = free_port()

@@ -156,7 +156,7 @@ def test_a_process_started_in_an_outage_sends_its_spool_once_the_endpoint_is_bac
     starts: what it takes from the spool fails and goes back, and nothing is left in memory to
     probe the endpoint with. When the endpoint answers again, the process sends the spool on
     its own, with no new traffic (a spooled call is its probe). Before, it sent nothing until
-    a span came, and its timekeeper woke without waiting meanwhile (40 % of a core)."""
+    a span came, and its timekeeper woke without waiting meanwhile (a third of a core)."""
     spool = Spool(spool_path(spool_dir, refused, KEY), endpoint=refused)
     calls = [
         Call("event", {"event": "Export", "userId": "u1", "attributes": {"i": i}}) for i in range(5)
