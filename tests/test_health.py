@@ -103,14 +103,20 @@ def test_delivery_resumes_when_the_endpoint_answers_again(
 def test_http_errors_do_not_count_as_unreachable(
     clock: FakeClock, revived: Callable[[], CaptureServer], port: int
 ) -> None:
-    """An endpoint that answers a few 503s is up: the next export tries its calls at once."""
+    """An endpoint that answers a few 503s is up: the next export tries its calls at once
+    (an unreachable one would be down after one failure, its next probe 2 s away, beyond the
+    exports' 0.2 s). One call per export: the exporting thread sends it itself, whatever the
+    helper threads of a loaded machine do; only what the exports tried is counted, not the
+    drain at shutdown, which starts nothing that cannot be answered within 0.2 s."""
     server = revived()
     server.script(*[Reply(503)] * 3)
     exporter = BucketSpanExporter("k", endpoint=server.url, clock=clock, timeout=0.2)
-    exporter.export(_users("a"))
-    exporter.export(_users("b", "c"))
+    for user in "abc":
+        exporter.export(_users(user))
+    tried = {r.json["userId"] for r in server.requests}
     exporter.shutdown()
-    assert {r.json["userId"] for r in server.requests} == {"a", "b", "c"}
+    assert tried >= {"a", "b", "c"}
+    assert not exporter._gate.is_down()
 
 
 def test_probe_interval_grows_while_the_endpoint_stays_down(
