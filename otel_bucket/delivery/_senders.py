@@ -312,7 +312,7 @@ class Senders:
             with self._lock:  # queued before the flag drops: never out of sight meanwhile
                 self.queue.add(items, RETRIED, self._clock.monotonic())
                 self._refilling = False
-                start = self._wake(self.queue.ready) if items else 0
+                start = self._wake(self.queue.ready)  # also: the timekeeper looks again
                 if self._callers:
                     self._news.notify_all()
         self._start(start)
