@@ -272,11 +272,13 @@ def test_shutdown_drain_is_bounded_by_the_export_timeout(
         slow, schedule_delay_millis=60_000, max_export_batch_size=2, export_timeout_millis=1
     )
     p.add_span_processor(processor)
-    for i in range(6):
+    for i in range(2):  # a full batch: the worker exports it (no deadline) and hangs there
+        end_span(p, f"s{i}", **{"bucket.event": "e"})
+    assert slow.entered.wait(5)
+    for i in range(2, 6):  # queued behind it
         end_span(p, f"s{i}", **{"bucket.event": "e"})
     with caplog.at_level(logging.ERROR, logger="otel_bucket.export._processor"):
         p.shutdown()  # returns after 1 ms although the export still hangs
-        assert slow.entered.wait(5)
         slow.gate.set()
         processor._worker.join(5)
     assert len(slow.batches) == 1
