@@ -266,7 +266,11 @@ def test_celery_prefork_shutdown(
     except BaseException:
         proc.stop_group()
         raise
-    assert stop(proc, signum) == 0
+    # Celery's own exit code: 0 for a warm shutdown; a cold one sets EX_FAILURE (1) in its
+    # SIGQUIT handler (celery.apps.worker), and ends with 0 or 1 by where the signal finds its
+    # main loop. Either way the worker ended itself: no signal death, no hang.
+    status = stop(proc, signum)
+    assert status in ((0,) if signum == signal.SIGTERM else (0, 1)), (status, proc.lines)
     assert len(slow.calls("event")) == 30
 
 
