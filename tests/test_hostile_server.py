@@ -13,6 +13,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
@@ -24,7 +25,7 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from otel_bucket import BucketSpanExporter
 from otel_bucket.delivery._outcome import MAX_OWN_FAILURES
 from otel_bucket.devserver import DevServer
-from tests._hostile import Act, HostileServer
+from tests._hostile import Act, HostileServer, Request
 from tests._running import ROOT, child_env, free_port
 from tests._spans import FakeClock, balanced, make_spans
 
@@ -249,8 +250,21 @@ def test_a_call_that_keeps_failing_alone_is_given_up_and_counted(
 def test_every_second_call_failing_still_delivers_everything(
     hostile: HostileServer, clock: FakeClock, made: list[BucketSpanExporter]
 ) -> None:
-    """With every second request answered 503, all 2,500 events arrive over a few exports."""
-    hostile.behaviour = lambda r: Act(503) if r.index % 2 else Act()
+    """With every second request answered 503, all 2,500 events arrive over a few exports.
+    A call is failed twice at most: by chance alone, one of 2,500 calls would otherwise land on
+    an odd request 16 times in a row now and then (about once in 25 runs), and rightly be given
+    up as poisoned (that rule has tests of its own)."""
+    failed: Counter[bytes] = Counter()
+    answered: set[bytes] = set()  # bodies answered 200
+
+    def every_second(r: Request) -> Act:
+        if r.index % 2 and failed[r.body] < 2:
+            failed[r.body] += 1
+            return Act(503)
+        answered.add(r.body)
+        return Act()
+
+    hostile.behaviour = every_second
     exporter = build(made, hostile.url, clock=clock)
     for batch in range(5):
         exporter.export(events(*[f"E{batch}-{i}" for i in range(500)], user="u"))
@@ -261,8 +275,8 @@ def test_every_second_call_failing_still_delivers_everything(
         clock.advance(10)
     stats = exporter.stats
     assert (stats.undelivered, stats.pending) == (0, 0)
-    delivered = {r.body for r in hostile.requests if b'"E' in r.body and r.index % 2 == 0}
-    assert len(delivered) == 2500
+    assert sum(failed.values()) >= len(hostile.requests) // 3  # failures all along
+    assert len({body for body in answered if b'"E' in body}) == 2500
 
 
 def test_a_lone_surrogate_is_replaced_not_refused() -> None:
