@@ -5,10 +5,11 @@ Run: ``python benchmarks/outage.py`` (about a minute). Each row is a child proce
 spool from an earlier process), then does nothing: its CPU time is read from the child itself
 over ``--seconds`` of idleness, after a 2 s settling time. Endpoints:
 
-- up: the local devserver (the baseline);
+- up: ``tests/_remote.py``'s remote-like server in its own process, answering after 50 ms (the
+  baseline);
 - refused: a port nobody listens on;
 - silent: a port that accepts connections and never answers (``timeout=1``);
-- 503: a server answering 503 to every call;
+- 503: the remote-like server answering 503 to every call after 50 ms;
 - refused, spool only: no call in memory, 5 in the spool (the process that starts during an
   outage after another one spooled its calls; its probes come from the spool).
 
@@ -25,20 +26,20 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
-from otel_bucket.devserver import DevServer
-from otel_bucket.ground._call import Call
-from otel_bucket.spool._spool import Spool
-from otel_bucket.spool._spool_paths import spool_path
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # for tests._remote; this folder is first on sys.path
+
+from otel_bucket.ground._call import Call  # noqa: E402
+from otel_bucket.spool._spool import Spool  # noqa: E402
+from otel_bucket.spool._spool_paths import spool_path  # noqa: E402
+from tests._remote import RemoteServer, Rule  # noqa: E402
+from tests._running import free_port  # noqa: E402
 
 KEY = "bench-outage"
 TARGET_MS = 5.0
+LATENCY = 0.05  # seconds the remote-like server takes to answer
 
 CHILD = """
 import resource, sys, threading
@@ -61,68 +62,6 @@ end = resource.getrusage(resource.RUSAGE_SELF)
 used = (end.ru_utime + end.ru_stime) - (start.ru_utime + start.ru_stime)
 print(f"{used * 1000 / float(sys.argv[4]):.2f} {threading.active_count()}", flush=True)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def silent() -> Iterator[str]:
-    """A port that accepts connections and never answers."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(128)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(listener.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    finally:
-        stop.set()
-        thread.join(5)
-        for conn in held:
-            conn.close()
-        listener.close()
-
-
-@contextmanager
-def unavailable() -> Iterator[str]:
-    """A server answering 503 to every call."""
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            self.send_response(503)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 def measure(endpoint: str, calls: int, seconds: float, spooled: int) -> tuple[float, int]:
@@ -151,14 +90,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="idle seconds measured")
     args = parser.parse_args()
     rows: list[tuple[str, float, int]] = []
-    with DevServer(port=0, db_path=":memory:", on_call=lambda call: None) as server:
-        rows.append(("up (devserver)", *measure(server.url, 20, args.seconds, 0)))
+    with RemoteServer(latency=LATENCY) as remote:
+        rows.append(("up (50 ms away)", *measure(remote.url, 20, args.seconds, 0)))
     refused = f"http://127.0.0.1:{free_port()}"
     rows.append(("refused", *measure(refused, 20, args.seconds, 0)))
-    with silent() as url:
+    with socket.socket() as silent:  # the kernel accepts connections; nobody answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(128)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
         rows.append(("silent (timeout=1)", *measure(url, 20, args.seconds, 0)))
-    with unavailable() as url:
-        rows.append(("503 to every call", *measure(url, 20, args.seconds, 0)))
+    with RemoteServer(latency=LATENCY, rules=[Rule(503)]) as remote:
+        rows.append(("503 to every call", *measure(remote.url, 20, args.seconds, 0)))
     rows.append(("refused, spool only", *measure(refused, 0, args.seconds, 5)))
     base = max(rows[0][1], 0.01)
     print(f"Idle CPU over {args.seconds:g} s after 2 s (target <= {TARGET_MS:g} ms/s)\n")
